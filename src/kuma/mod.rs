@@ -1,0 +1,3 @@
+//! The Kuma control-plane API: its JSON shapes and an HTTP client.
+
+pub mod model;

@@ -8,7 +8,9 @@
 //! - [`naming`]: which stat names belong to an inbound.
 //! - [`engine`]: counters to verdicts; pure, with time passed in.
 
+pub mod cli;
 pub mod engine;
 pub mod envoy;
+pub mod exporter;
 pub mod kuma;
 pub mod naming;

@@ -1,3 +1,4 @@
 //! The Kuma control-plane API: its JSON shapes and an HTTP client.
 
+pub mod error;
 pub mod model;

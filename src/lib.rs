@@ -14,3 +14,6 @@ pub mod envoy;
 pub mod exporter;
 pub mod kuma;
 pub mod naming;
+pub mod daemon;
+pub mod poller;
+pub mod telemetry;

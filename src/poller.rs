@@ -1,0 +1,405 @@
+//! The poll loop: list dataplanes, read their stats, feed the engine, publish.
+//!
+//! One cycle runs at a time: a slow control plane stretches the cycle, it never piles
+//! up requests. Within a cycle the client keeps at most `--concurrency` requests in
+//! flight, and a dataplane the listing shows offline is not asked for stats at all.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::engine::{Counters, Engine, InboundKey, Sample, Unavailable};
+use crate::envoy::stats::{self, StatQuery, StatValues};
+use crate::exporter::metrics::SelfMetrics;
+use crate::exporter::{Published, Snapshot};
+use crate::kuma::client::KumaClient;
+use crate::kuma::model::{DataplaneOverview, Mesh};
+use crate::naming::{self, InboundStats, Protocol};
+
+/// Stats present in every Envoy dump; a body with neither is not Envoy stats.
+const SERVER_LIVE: &str = "server.live";
+
+/// Which meshes and services to look at; empty means all.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub meshes: Vec<String>,
+    pub services: Vec<String>,
+}
+
+impl Selection {
+    fn mesh(&self, name: &str) -> bool {
+        self.meshes.is_empty() || self.meshes.iter().any(|m| m == name)
+    }
+
+    fn service(&self, name: &str) -> bool {
+        self.services.is_empty() || self.services.iter().any(|s| s == name)
+    }
+}
+
+/// One dataplane to read, with the stat names of its selected inbounds.
+#[derive(Debug)]
+struct Target {
+    mesh: String,
+    name: String,
+    online: bool,
+    mtls_enabled: bool,
+    inbounds: Vec<TargetInbound>,
+}
+
+#[derive(Debug)]
+struct TargetInbound {
+    key: InboundKey,
+    service: String,
+    stats: InboundStats,
+}
+
+/// What the listing step found.
+#[derive(Debug, Default)]
+struct Listing {
+    targets: Vec<Target>,
+    /// Meshes whose dataplane listing succeeded: only they may be swept.
+    complete_meshes: HashSet<String>,
+    sidecars_per_mesh: BTreeMap<String, i64>,
+    up: bool,
+}
+
+/// The poll loop's state: the client, the engine and where results go.
+pub struct Poller {
+    client: KumaClient,
+    engine: Engine,
+    selection: Selection,
+    metrics: SelfMetrics,
+    published: Published,
+    exported_meshes: HashSet<String>,
+}
+
+impl Poller {
+    pub fn new(
+        client: KumaClient,
+        engine: Engine,
+        selection: Selection,
+        metrics: SelfMetrics,
+        published: Published,
+    ) -> Self {
+        Self {
+            client,
+            engine,
+            selection,
+            metrics,
+            published,
+            exported_meshes: HashSet::new(),
+        }
+    }
+
+    /// Runs one cycle per `interval` until `shutdown` completes. A cycle in flight
+    /// when it does gets `grace` to finish, so the last verdicts are published.
+    pub async fn run(mut self, interval: Duration, grace: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let started = tokio::time::Instant::now();
+            let cycle = self.cycle();
+            tokio::pin!(cycle);
+            tokio::select! {
+                () = &mut cycle => {}
+                () = &mut shutdown => {
+                    info!(grace = %humantime::format_duration(grace), "finishing the poll cycle in flight");
+                    if tokio::time::timeout(grace, cycle).await.is_err() {
+                        warn!("the poll cycle did not finish within the grace period; stopping anyway");
+                    }
+                    return;
+                }
+            }
+
+            let next = started + jittered(interval);
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = &mut shutdown => return,
+            }
+        }
+    }
+
+    /// Lists, reads, judges and publishes once.
+    pub async fn cycle(&mut self) {
+        let started = Instant::now();
+        let listing = self.list().await;
+        debug!(
+            dataplanes = listing.targets.len(),
+            meshes = listing.complete_meshes.len(),
+            "listed dataplanes"
+        );
+
+        let targets = listing.targets.len();
+        self.read_all(listing.targets).await;
+
+        let now = SystemTime::now();
+        self.engine.sweep(&listing.complete_meshes, now);
+        let reports = self.engine.report(now);
+        for change in self.engine.changes(&reports) {
+            info!(
+                mesh = %change.key.mesh,
+                kuma_service = %change.key.service,
+                port = change.key.port,
+                from = change.from.map_or("none", |v| v.as_str()),
+                to = %change.to,
+                reason = %change.reason,
+                "verdict changed"
+            );
+        }
+
+        self.export_dataplanes(&listing);
+        self.metrics.up.set(i64::from(listing.up));
+        let elapsed = started.elapsed();
+        self.metrics.poll_duration.observe(elapsed.as_secs_f64());
+        debug!(dataplanes = targets, elapsed_ms = elapsed.as_millis() as u64, "poll cycle done");
+        self.published.publish(Snapshot {
+            at: now,
+            reports,
+            up: listing.up,
+        });
+    }
+
+    async fn list(&self) -> Listing {
+        let mut listing = Listing::default();
+        let meshes = match self.client.meshes().await {
+            Ok(meshes) => meshes,
+            Err(err) => {
+                warn!(error = %err, "listing meshes failed");
+                self.metrics.poll_error(err.reason());
+                return listing;
+            }
+        };
+        for wanted in &self.selection.meshes {
+            if !meshes.iter().any(|m| &m.name == wanted) {
+                warn!(mesh = %wanted, "selected mesh does not exist in the control plane");
+            }
+        }
+
+        listing.up = true;
+        for mesh in meshes.iter().filter(|m| self.selection.mesh(&m.name)) {
+            match self.client.dataplanes(&mesh.name).await {
+                Ok(dataplanes) => self.add_mesh(&mut listing, mesh, &dataplanes),
+                Err(err) => {
+                    warn!(mesh = %mesh.name, error = %err, "listing dataplanes failed");
+                    self.metrics.poll_error(err.reason());
+                    listing.up = false;
+                }
+            }
+        }
+        // A mesh that was deleted is complete too: its inbounds must go.
+        let listed: HashSet<&str> = meshes.iter().map(|m| m.name.as_str()).collect();
+        listing.complete_meshes.extend(
+            self.exported_meshes
+                .iter()
+                .filter(|m| !listed.contains(m.as_str()))
+                .cloned(),
+        );
+        listing
+    }
+
+    fn add_mesh(&self, listing: &mut Listing, mesh: &Mesh, dataplanes: &[DataplaneOverview]) {
+        let sidecars: Vec<&DataplaneOverview> = dataplanes.iter().filter(|d| d.is_sidecar()).collect();
+        listing.complete_meshes.insert(mesh.name.clone());
+        listing
+            .sidecars_per_mesh
+            .insert(mesh.name.clone(), i64::try_from(sidecars.len()).unwrap_or(i64::MAX));
+        listing.targets.extend(
+            sidecars
+                .into_iter()
+                .map(|d| self.target(mesh, d))
+                .filter(|t| !t.inbounds.is_empty()),
+        );
+    }
+
+    fn target(&self, mesh: &Mesh, dataplane: &DataplaneOverview) -> Target {
+        let naming = naming::naming_of(dataplane, mesh);
+        let inbounds = dataplane
+            .dataplane
+            .networking
+            .inbound
+            .iter()
+            .filter(|i| i.state.as_deref() != Some("Ignored"))
+            .filter_map(|inbound| {
+                let service = inbound.service()?;
+                self.selection.service(service).then(|| TargetInbound {
+                    key: InboundKey {
+                        mesh: mesh.name.clone(),
+                        dataplane: dataplane.name.clone(),
+                        port: inbound.port,
+                    },
+                    service: service.to_string(),
+                    stats: naming::inbound_stats(dataplane, inbound, naming),
+                })
+            })
+            .collect();
+        Target {
+            mesh: mesh.name.clone(),
+            name: dataplane.name.clone(),
+            online: dataplane.is_online(),
+            mtls_enabled: mesh.mtls_enabled(),
+            inbounds,
+        }
+    }
+
+    /// Reads every online target's stats, at most `--concurrency` at once (the client
+    /// enforces it), parsing each body in its own task as soon as it arrives.
+    async fn read_all(&mut self, targets: Vec<Target>) {
+        let mut reads = JoinSet::new();
+        for target in targets {
+            if !target.online {
+                self.offline(&target);
+                continue;
+            }
+            let client = self.client.clone();
+            reads.spawn(async move {
+                let result = read_target(&client, &target).await;
+                (target, result, SystemTime::now())
+            });
+        }
+
+        while let Some(joined) = reads.join_next().await {
+            match joined {
+                Ok((target, result, at)) => self.take_in(&target, result, at),
+                Err(err) => warn!(error = %err, "a stats task failed"),
+            }
+        }
+    }
+
+    fn offline(&mut self, target: &Target) {
+        for inbound in &target.inbounds {
+            self.engine
+                .unavailable(&inbound.key, &inbound.service, Unavailable::Offline, SystemTime::now());
+        }
+    }
+
+    fn take_in(&mut self, target: &Target, result: Result<Vec<Sample>, ReadError>, at: SystemTime) {
+        let samples = match result {
+            Ok(samples) => samples,
+            Err(err) => {
+                warn!(mesh = %target.mesh, dataplane = %target.name, error = %err.message, "reading stats failed");
+                self.metrics.poll_error(err.reason);
+                for inbound in &target.inbounds {
+                    let why = Unavailable::StatsFailed(err.message.clone());
+                    self.engine.unavailable(&inbound.key, &inbound.service, why, at);
+                }
+                return;
+            }
+        };
+
+        for (inbound, sample) in target.inbounds.iter().zip(samples) {
+            let observed = self.engine.observe(&inbound.key, &inbound.service, sample, at);
+            if observed.restarted {
+                info!(mesh = %target.mesh, dataplane = %target.name, port = inbound.key.port, "Envoy restarted; counters were reset");
+            }
+            if let Some((listener_rule, cluster_rule)) = observed.disagreement {
+                debug!(
+                    mesh = %target.mesh,
+                    dataplane = %target.name,
+                    port = inbound.key.port,
+                    listener_rule,
+                    cluster_rule = %cluster_rule,
+                    "listener and cluster rules disagree on plaintext; trusting the listener rule"
+                );
+            }
+        }
+    }
+
+    /// Sets `strictly_dataplanes` per mesh; a mesh whose listing failed keeps its
+    /// last value, a mesh that was deleted loses its series.
+    fn export_dataplanes(&mut self, listing: &Listing) {
+        for (mesh, count) in &listing.sidecars_per_mesh {
+            self.metrics.dataplanes.get_or_create(&[("mesh", mesh.clone())]).set(*count);
+            self.exported_meshes.insert(mesh.clone());
+        }
+        let deleted: Vec<String> = listing
+            .complete_meshes
+            .iter()
+            .filter(|m| !listing.sidecars_per_mesh.contains_key(*m))
+            .cloned()
+            .collect();
+        for mesh in deleted {
+            self.metrics.dataplanes.remove(&[("mesh", mesh.clone())]);
+            self.exported_meshes.remove(&mesh);
+        }
+    }
+}
+
+/// A failed stats read, with the reason it is counted under.
+#[derive(Debug)]
+struct ReadError {
+    reason: crate::kuma::error::ErrorReason,
+    message: String,
+}
+
+async fn read_target(client: &KumaClient, target: &Target) -> Result<Vec<Sample>, ReadError> {
+    let body = client
+        .stats(&target.mesh, &target.name)
+        .await
+        .map_err(|err| ReadError {
+            reason: err.reason(),
+            message: err.to_string(),
+        })?;
+    samples_from(&body, target)
+}
+
+/// Parses one stats body into a sample per inbound of the target.
+fn samples_from(body: &[u8], target: &Target) -> Result<Vec<Sample>, ReadError> {
+    let names = target
+        .inbounds
+        .iter()
+        .flat_map(|i| i.stats.names())
+        .chain([naming::SERVER_UPTIME, SERVER_LIVE]);
+    let query = StatQuery::new(names);
+    let values = stats::read(body, &query);
+
+    let uptime = lookup(&values, &query, naming::SERVER_UPTIME);
+    if uptime.is_none() && lookup(&values, &query, SERVER_LIVE).is_none() {
+        return Err(ReadError {
+            reason: crate::kuma::error::ErrorReason::Parse,
+            message: "the answer does not look like Envoy stats (no server.uptime or server.live)"
+                .to_string(),
+        });
+    }
+
+    let samples = target
+        .inbounds
+        .iter()
+        .map(|inbound| Sample {
+            counters: counters(&values, &query, &inbound.stats),
+            uptime: uptime.map(Duration::from_secs),
+            tcp: inbound.stats.protocol == Protocol::Tcp,
+            mtls_enabled: target.mtls_enabled,
+        })
+        .collect();
+    Ok(samples)
+}
+
+fn counters(values: &StatValues, query: &StatQuery, names: &InboundStats) -> Counters {
+    let get = |name: &str| lookup(values, query, name).unwrap_or(0);
+    Counters {
+        all: get(&names.downstream_cx_total),
+        mtls: get(&names.ssl_handshake),
+        failed: names.ssl_failures.iter().map(|n| get(n)).fold(0, u64::saturating_add),
+        active: get(&names.downstream_cx_active),
+        upstream_cx: get(&names.upstream_cx_total),
+        rbac_allowed: get(&names.rbac_allowed),
+        rbac_denied: get(&names.rbac_denied),
+    }
+}
+
+fn lookup(values: &StatValues, query: &StatQuery, name: &str) -> Option<u64> {
+    query.slot(name).and_then(|slot| values.get(slot))
+}
+
+/// The interval give or take 5%, so many daemons (or shards) started together do
+/// not poll the control plane in lockstep.
+fn jittered(interval: Duration) -> Duration {
+    let random = RandomState::new().hash_one(Instant::now());
+    let spread = interval.as_secs_f64() * 0.05;
+    let offset = (random as f64 / u64::MAX as f64 * 2.0 - 1.0) * spread;
+    Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.0))
+}
+

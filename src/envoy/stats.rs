@@ -147,13 +147,16 @@ pub fn read(body: &[u8], query: &StatQuery) -> StatValues {
 }
 
 /// The lines of `body` that end in a newline, without it.
+///
+/// Finding newlines is most of the work of a read, and `memchr` does it many bytes at
+/// a time where a plain `split` tests one byte after another.
 fn complete_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let end = body.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-    let complete = body.get(..end).unwrap_or_default();
-
-    // Without any newline there is no complete line, but `split` still yields one
-    // empty piece, which no name can match.
-    complete.split(|&b| b == b'\n')
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', body).map(move |end| {
+        let line = body.get(start..end).unwrap_or_default();
+        start = end + 1;
+        line
+    })
 }
 
 /// Splits a line into its name and the digits of its value, if the value is an

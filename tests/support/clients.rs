@@ -41,6 +41,9 @@ pub enum Connection {
     PlaintextPing,
     /// A mesh client: mTLS with ALPN `kuma` and the demo-app certificate, PING.
     MeshPing,
+    /// A mesh client that completes the mTLS handshake and hangs up without
+    /// sending a byte.
+    SilentMesh,
     /// ALPN `kuma`, but no client certificate.
     MeshWithoutCert,
     /// ALPN `kuma`, a client certificate from a CA the sidecar does not trust.
@@ -60,9 +63,10 @@ pub enum Connection {
 }
 
 impl Connection {
-    pub const ALL: [Connection; 10] = [
+    pub const ALL: [Connection; 11] = [
         Connection::PlaintextPing,
         Connection::MeshPing,
+        Connection::SilentMesh,
         Connection::MeshWithoutCert,
         Connection::MeshUntrustedCa,
         Connection::MeshWrongSan,
@@ -78,6 +82,7 @@ impl Connection {
         match self {
             Connection::PlaintextPing => "plaintext redis-cli PING",
             Connection::MeshPing => "mesh mTLS (ALPN kuma, good cert) PING",
+            Connection::SilentMesh => "mesh mTLS, handshake done, sends nothing",
             Connection::MeshWithoutCert => "mesh TLS without client cert",
             Connection::MeshUntrustedCa => "mesh mTLS, cert from untrusted CA",
             Connection::MeshWrongSan => "mesh mTLS, cert with wrong SAN",
@@ -115,6 +120,7 @@ impl Client {
         match kind {
             Connection::PlaintextPing => self.redis_cli_ping(),
             Connection::MeshPing => self.tls_ping(Some(Identity::DemoApp), true),
+            Connection::SilentMesh => self.silent_mesh(),
             Connection::MeshWithoutCert => self.tls_ping(None, true),
             Connection::MeshUntrustedCa => self.tls_ping(Some(Identity::Untrusted), true),
             Connection::MeshWrongSan => self.tls_ping(Some(Identity::WrongSan), true),
@@ -159,6 +165,17 @@ impl Client {
         Ok(tls)
     }
 
+    /// A mesh mTLS connection whose handshake is done and that has sent no
+    /// byte since; it stays open until the stream drops.
+    pub fn hold_silent_mesh(&self) -> Result<StreamOwned<ClientConnection, TcpStream>> {
+        let config = self.tls_config(Some(Identity::DemoApp), true)?;
+        let mut tls = self.tls_stream(config)?;
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        Ok(tls)
+    }
+
     /// Sends `requests` GETs over one kept-alive connection, plaintext or as a
     /// mesh client, and returns the status codes.
     pub fn http_requests(&self, mesh: bool, requests: usize) -> Result<Vec<u16>> {
@@ -190,6 +207,14 @@ impl Client {
         if let Err(error) = tls.write_all(b"PING\r\n").and_then(|()| tls.flush()) {
             return Ok(Reply::NoAnswer(error.to_string()));
         }
+        Ok(read_reply(&mut tls))
+    }
+
+    fn silent_mesh(&self) -> Result<Reply> {
+        let mut tls = self.hold_silent_mesh()?;
+        // Whatever the server still sends after the handshake (TLS 1.3 session
+        // tickets) is read, so that hanging up sends a FIN and not a reset.
+        tls.sock.set_read_timeout(Some(QUIET))?;
         Ok(read_reply(&mut tls))
     }
 

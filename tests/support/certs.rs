@@ -66,6 +66,11 @@ impl MeshCerts {
         self.dir.join("mesh-ca.crt")
     }
 
+    /// The sidecar's certificate and key (`spiffe://default/redis`).
+    pub fn sidecar(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("redis.crt"), self.dir.join("redis.key"))
+    }
+
     /// The certificate and key a client with `identity` presents.
     pub fn client(&self, identity: Identity) -> (PathBuf, PathBuf) {
         let stem = identity.file_stem();

@@ -5,5 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== installing test dependencies (skipped when present)"
+bash scripts/install-test-deps.sh
+
 echo "== cargo test"
 cargo test --locked --all-targets

@@ -12,3 +12,4 @@ pub mod engine;
 pub mod envoy;
 pub mod kuma;
 pub mod naming;
+pub mod sim;

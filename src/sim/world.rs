@@ -492,22 +492,27 @@ impl World {
         self.dataplanes.get_mut(mesh)?.remove(name)
     }
 
+    /// The mesh called `name`.
     pub fn mesh(&self, name: &str) -> Option<&SimMesh> {
         self.meshes.get(name)
     }
 
+    /// The mesh called `name`, to change its mTLS or naming settings.
     pub fn mesh_mut(&mut self, name: &str) -> Option<&mut SimMesh> {
         self.meshes.get_mut(name)
     }
 
+    /// Every mesh, sorted by name.
     pub fn meshes(&self) -> impl Iterator<Item = &SimMesh> {
         self.meshes.values()
     }
 
+    /// One dataplane.
     pub fn dataplane(&self, mesh: &str, name: &str) -> Option<&SimDataplane> {
         self.dataplanes.get(mesh)?.get(name)
     }
 
+    /// One dataplane, to change its traffic, state or answers.
     pub fn dataplane_mut(&mut self, mesh: &str, name: &str) -> Option<&mut SimDataplane> {
         self.dataplanes.get_mut(mesh)?.get_mut(name)
     }

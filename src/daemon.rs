@@ -47,12 +47,13 @@ impl Daemon {
     /// request goes out.
     pub async fn bind(args: &RunArgs) -> Result<Self, StartError> {
         let client = KumaClient::new(client_config(args))?;
-        let listener = TcpListener::bind(args.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: args.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(args.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: args.listen,
+                    source,
+                })?;
 
         let published = Published::default();
         let (registry, self_metrics) = metrics::registry(published.clone(), args.per_dataplane);
@@ -85,7 +86,9 @@ impl Daemon {
         let server_stop = wait_for(stop_rx);
         let server = tokio::spawn(server::serve(self.listener, self.app, server_stop));
 
-        self.poller.run(self.poll_interval, SHUTDOWN_GRACE, shutdown).await;
+        self.poller
+            .run(self.poll_interval, SHUTDOWN_GRACE, shutdown)
+            .await;
 
         info!("stopping the HTTP server");
         let _ = stop_tx.send(true);

@@ -3,17 +3,23 @@
 //!
 //! Data flows one way through these modules:
 //!
-//! - [`kuma`]: the control-plane API client and the JSON shapes it reads.
-//! - [`envoy`]: the parser for a sidecar's `/stats` text.
-//! - [`naming`]: which stat names belong to an inbound.
-//! - [`engine`]: counters to verdicts; pure, with time passed in.
+//! - [`kuma`]: the control-plane API client and the JSON shapes it reads;
+//! - [`envoy`]: the parser for a sidecar's `/stats` text;
+//! - [`naming`]: which stat names belong to an inbound;
+//! - [`engine`]: counters to verdicts, pure, with time passed in;
+//! - [`poller`]: the poll loop that feeds the engine;
+//! - [`exporter`]: metrics, JSON API, status page and their HTTP server.
+//!
+//! [`cli`] and [`daemon`] assemble them into the `strictly` command; [`sim`] is a
+//! simulated control plane for tests, the demo and benchmarks.
 
 pub mod cli;
+pub mod daemon;
 pub mod engine;
 pub mod envoy;
 pub mod exporter;
 pub mod kuma;
 pub mod naming;
-pub mod daemon;
 pub mod poller;
+pub mod sim;
 pub mod telemetry;

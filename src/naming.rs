@@ -153,13 +153,15 @@ fn bracketed(address: &str) -> String {
     }
 }
 
-/// The section of a unified name. Kuma 2.12 always used the port number; 2.13 and
-/// later use the inbound's port name when it has one. Only 2.13 and later put `kri`
-/// into resource meta, so its presence tells the two apart per dataplane.
+/// The section of a unified name. Kuma 2.12 used the workload port; 2.13 and later
+/// use the inbound's port name when it has one, else the dataplane port. Only 2.13
+/// and later put `kri` into resource meta, so its presence tells the two apart per
+/// dataplane.
 fn unified_section(dataplane: &DataplaneOverview, inbound: &Inbound) -> String {
     match (&dataplane.kri, inbound.name.as_deref()) {
         (Some(_), Some(name)) if !name.is_empty() => name.to_string(),
-        _ => inbound.port.to_string(),
+        (Some(_), _) => inbound.port.to_string(),
+        (None, _) => inbound.service_port.unwrap_or(inbound.port).to_string(),
     }
 }
 

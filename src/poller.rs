@@ -97,7 +97,12 @@ impl Poller {
 
     /// Runs one cycle per `interval` until `shutdown` completes. A cycle in flight
     /// when it does gets `grace` to finish, so the last verdicts are published.
-    pub async fn run(mut self, interval: Duration, grace: Duration, shutdown: impl Future<Output = ()>) {
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        grace: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         loop {
             let started = tokio::time::Instant::now();
@@ -125,15 +130,16 @@ impl Poller {
     /// Lists, reads, judges and publishes once.
     pub async fn cycle(&mut self) {
         let started = Instant::now();
-        let listing = self.list().await;
+        let mut listing = self.list().await;
         debug!(
             dataplanes = listing.targets.len(),
             meshes = listing.complete_meshes.len(),
             "listed dataplanes"
         );
 
-        let targets = listing.targets.len();
-        self.read_all(listing.targets).await;
+        let targets = std::mem::take(&mut listing.targets);
+        let read = targets.len();
+        self.read_all(targets).await;
 
         let now = SystemTime::now();
         self.engine.sweep(&listing.complete_meshes, now);
@@ -154,7 +160,11 @@ impl Poller {
         self.metrics.up.set(i64::from(listing.up));
         let elapsed = started.elapsed();
         self.metrics.poll_duration.observe(elapsed.as_secs_f64());
-        debug!(dataplanes = targets, elapsed_ms = elapsed.as_millis() as u64, "poll cycle done");
+        debug!(
+            dataplanes = read,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "poll cycle done"
+        );
         self.published.publish(Snapshot {
             at: now,
             reports,
@@ -201,11 +211,13 @@ impl Poller {
     }
 
     fn add_mesh(&self, listing: &mut Listing, mesh: &Mesh, dataplanes: &[DataplaneOverview]) {
-        let sidecars: Vec<&DataplaneOverview> = dataplanes.iter().filter(|d| d.is_sidecar()).collect();
+        let sidecars: Vec<&DataplaneOverview> =
+            dataplanes.iter().filter(|d| d.is_sidecar()).collect();
         listing.complete_meshes.insert(mesh.name.clone());
-        listing
-            .sidecars_per_mesh
-            .insert(mesh.name.clone(), i64::try_from(sidecars.len()).unwrap_or(i64::MAX));
+        listing.sidecars_per_mesh.insert(
+            mesh.name.clone(),
+            i64::try_from(sidecars.len()).unwrap_or(i64::MAX),
+        );
         listing.targets.extend(
             sidecars
                 .into_iter()
@@ -270,8 +282,12 @@ impl Poller {
 
     fn offline(&mut self, target: &Target) {
         for inbound in &target.inbounds {
-            self.engine
-                .unavailable(&inbound.key, &inbound.service, Unavailable::Offline, SystemTime::now());
+            self.engine.unavailable(
+                &inbound.key,
+                &inbound.service,
+                Unavailable::Offline,
+                SystemTime::now(),
+            );
         }
     }
 
@@ -283,14 +299,17 @@ impl Poller {
                 self.metrics.poll_error(err.reason);
                 for inbound in &target.inbounds {
                     let why = Unavailable::StatsFailed(err.message.clone());
-                    self.engine.unavailable(&inbound.key, &inbound.service, why, at);
+                    self.engine
+                        .unavailable(&inbound.key, &inbound.service, why, at);
                 }
                 return;
             }
         };
 
         for (inbound, sample) in target.inbounds.iter().zip(samples) {
-            let observed = self.engine.observe(&inbound.key, &inbound.service, sample, at);
+            let observed = self
+                .engine
+                .observe(&inbound.key, &inbound.service, sample, at);
             if observed.restarted {
                 info!(mesh = %target.mesh, dataplane = %target.name, port = inbound.key.port, "Envoy restarted; counters were reset");
             }
@@ -311,7 +330,10 @@ impl Poller {
     /// last value, a mesh that was deleted loses its series.
     fn export_dataplanes(&mut self, listing: &Listing) {
         for (mesh, count) in &listing.sidecars_per_mesh {
-            self.metrics.dataplanes.get_or_create(&[("mesh", mesh.clone())]).set(*count);
+            self.metrics
+                .dataplanes
+                .get_or_create(&[("mesh", mesh.clone())])
+                .set(*count);
             self.exported_meshes.insert(mesh.clone());
         }
         let deleted: Vec<String> = listing
@@ -382,7 +404,11 @@ fn counters(values: &StatValues, query: &StatQuery, names: &InboundStats) -> Cou
     Counters {
         all: get(&names.downstream_cx_total),
         mtls: get(&names.ssl_handshake),
-        failed: names.ssl_failures.iter().map(|n| get(n)).fold(0, u64::saturating_add),
+        failed: names
+            .ssl_failures
+            .iter()
+            .map(|n| get(n))
+            .fold(0, u64::saturating_add),
         active: get(&names.downstream_cx_active),
         upstream_cx: get(&names.upstream_cx_total),
         rbac_allowed: get(&names.rbac_allowed),
@@ -402,4 +428,3 @@ fn jittered(interval: Duration) -> Duration {
     let offset = (random as f64 / u64::MAX as f64 * 2.0 - 1.0) * spread;
     Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.0))
 }
-

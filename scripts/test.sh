@@ -9,4 +9,11 @@ echo "== installing test dependencies (skipped when present)"
 bash scripts/install-test-deps.sh
 
 echo "== cargo test"
-cargo test --locked --all-targets
+# The daemon test writes the /metrics it scraped, so the deployment checks below
+# prove every metric the dashboard and the alerts use against real output.
+sample="$(pwd)/target/metrics-sample.txt"
+mkdir -p target
+STRICTLY_WRITE_METRICS_SAMPLE="$sample" cargo test --locked --all-targets
+
+echo "== deployment checks (image, manifests, alerts, dashboard)"
+bash ci/deploy-checks.sh "$sample"

@@ -12,7 +12,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Tells, inbound by inbound, when a Kuma workload can switch from Permissive to
 /// Strict mTLS without breaking anyone.
 #[derive(Debug, Parser)]
-#[command(name = "strictly", version, propagate_version = true)]
+#[command(
+    name = "strictly",
+    version,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

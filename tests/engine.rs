@@ -134,7 +134,12 @@ fn a_plaintext_delta_holds_the_verdict_for_a_whole_window() {
         report.reason
     );
 
-    engine.observe(&k, "redis", sample(1, 20, 0, 54 * HOUR), at(24 * HOUR + 29));
+    engine.observe(
+        &k,
+        "redis",
+        sample(1, 20, 0, 54 * HOUR + 29),
+        at(24 * HOUR + 29),
+    );
     assert_eq!(
         only(&mut engine, at(24 * HOUR + 29)).verdict,
         Verdict::Plaintext
@@ -142,7 +147,7 @@ fn a_plaintext_delta_holds_the_verdict_for_a_whole_window() {
     engine.observe(
         &k,
         "redis",
-        sample(1, 21, 0, 54 * HOUR + 1),
+        sample(1, 21, 0, 54 * HOUR + 30),
         at(24 * HOUR + 30),
     );
     assert_eq!(
@@ -367,6 +372,7 @@ fn a_gone_replica_keeps_its_plaintext_and_its_counts_in_the_service() {
         sample(2, 10, 0, 30 * HOUR + 30),
         at(30),
     );
+    engine.sweep(&listed, at(30));
 
     engine.observe(
         &key("redis-0"),
@@ -375,12 +381,39 @@ fn a_gone_replica_keeps_its_plaintext_and_its_counts_in_the_service() {
         at(100),
     );
     engine.sweep(&listed, at(100));
-    let report = only(&mut engine, at(100));
-    assert_eq!(report.replicas.len(), 1, "redis-1 was not listed for 70 s");
+    assert_eq!(
+        only(&mut engine, at(100)).replicas.len(),
+        2,
+        "one missed listing is not enough"
+    );
+
+    engine.observe(
+        &key("redis-0"),
+        "redis",
+        sample(0, 11, 0, 30 * HOUR + 130),
+        at(130),
+    );
+    engine.sweep(&listed, at(130));
+    let report = only(&mut engine, at(130));
+    assert_eq!(
+        report.replicas.len(),
+        1,
+        "redis-1 missed two listings over 100 s"
+    );
     assert_eq!(report.verdict, Verdict::Plaintext, "{}", report.reason);
     assert!(report.reason.contains("gone"), "{}", report.reason);
     assert_eq!(report.totals.connections, 23);
     assert_eq!(report.totals.plaintext, 2);
+}
+
+#[test]
+fn a_long_cycle_never_forgets_what_it_listed_itself() {
+    let mut engine = Engine::new(settings());
+    let listed: HashSet<String> = ["default".to_string()].into();
+    engine.observe(&key("redis-0"), "redis", sample(0, 10, 0, 30 * HOUR), at(0));
+    engine.sweep(&listed, at(600));
+
+    assert_eq!(only(&mut engine, at(600)).replicas.len(), 1);
 }
 
 #[test]

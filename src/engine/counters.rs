@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// How far `server.uptime` may fall behind the wall clock without meaning a restart.
+/// Envoy updates it when it flushes stats, every 5 s by default; twice that leaves
+/// room for rounding and for a late poll.
+pub const UPTIME_SLACK: Duration = Duration::from_secs(10);
+
 /// What one poll read for one inbound. A counter Envoy did not report is 0: current
 /// control planes ask Envoy for `usedonly` stats, which leave out counters that were
 /// never incremented.
@@ -82,10 +87,10 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// Reset-aware delta: after a restart the new reading itself is the delta, as
-    /// Prometheus `rate()` treats a counter reset.
-    pub fn between(prev: &Sample, next: &Sample) -> Self {
-        let restarted = restarted(prev, next);
+    /// Reset-aware delta between readings taken `elapsed` apart: after a restart the
+    /// new reading itself is the delta, as Prometheus `rate()` treats a counter reset.
+    pub fn between(prev: &Sample, next: &Sample, elapsed: Duration) -> Self {
+        let restarted = restarted(prev, next, elapsed);
         let base = if restarted {
             Counters::default()
         } else {
@@ -114,8 +119,10 @@ impl Delta {
     }
 }
 
-/// A counter that went down, or an uptime that went down, means a new Envoy process.
-fn restarted(prev: &Sample, next: &Sample) -> bool {
+/// A counter that went down means a new Envoy process, and so does an uptime that
+/// grew less than the time between the readings: the process started after the
+/// previous reading, even when its counters already outgrew the old ones.
+fn restarted(prev: &Sample, next: &Sample, elapsed: Duration) -> bool {
     let (p, n) = (&prev.counters, &next.counters);
     let counter_went_down = n.all < p.all
         || n.mtls < p.mtls
@@ -123,13 +130,18 @@ fn restarted(prev: &Sample, next: &Sample) -> bool {
         || n.upstream_cx < p.upstream_cx
         || n.rbac_allowed < p.rbac_allowed
         || n.rbac_denied < p.rbac_denied;
-    let uptime_went_down = matches!((prev.uptime, next.uptime), (Some(a), Some(b)) if b < a);
-    counter_went_down || uptime_went_down
+    let uptime_fell_behind = match (prev.uptime, next.uptime) {
+        (Some(before), Some(now)) => now < before || now + UPTIME_SLACK < before + elapsed,
+        _ => false,
+    };
+    counter_went_down || uptime_fell_behind
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SECS_30: Duration = Duration::from_secs(30);
 
     fn sample(all: u64, mtls: u64, failed: u64, uptime: u64) -> Sample {
         Sample {
@@ -149,7 +161,7 @@ mod tests {
 
     #[test]
     fn delta_splits_connections_by_kind() {
-        let d = Delta::between(&sample(10, 6, 1, 100), &sample(20, 12, 2, 130));
+        let d = Delta::between(&sample(10, 6, 1, 100), &sample(20, 12, 2, 130), SECS_30);
         assert_eq!(
             d.totals,
             Totals {
@@ -165,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_counter_going_down_is_a_restart_and_the_new_value_is_the_delta() {
-        let d = Delta::between(&sample(1000, 900, 0, 5000), &sample(7, 5, 0, 20));
+        let d = Delta::between(&sample(1000, 900, 0, 5000), &sample(7, 5, 0, 20), SECS_30);
         assert!(d.restarted);
         assert_eq!(d.totals.connections, 7);
         assert_eq!(d.totals.plaintext, 2);
@@ -173,14 +185,38 @@ mod tests {
 
     #[test]
     fn uptime_going_down_is_a_restart_even_when_counters_grew() {
-        let d = Delta::between(&sample(5, 5, 0, 5000), &sample(9, 9, 0, 10));
+        let d = Delta::between(&sample(5, 5, 0, 5000), &sample(9, 9, 0, 10), SECS_30);
         assert!(d.restarted);
         assert_eq!(d.totals.connections, 9);
     }
 
     #[test]
+    fn uptime_that_grew_less_than_the_clock_is_a_restart() {
+        // 100 s after a reading at uptime 20, a process only 60 s old is a new one,
+        // although its counters are past the old ones.
+        let d = Delta::between(
+            &sample(5, 5, 0, 20),
+            &sample(9, 9, 0, 60),
+            Duration::from_secs(100),
+        );
+        assert!(d.restarted);
+        assert_eq!(d.totals.connections, 9);
+
+        let lagging = Delta::between(
+            &sample(5, 5, 0, 20),
+            &sample(9, 9, 0, 115),
+            Duration::from_secs(100),
+        );
+        assert!(!lagging.restarted, "a flush behind is not a restart");
+    }
+
+    #[test]
     fn plaintext_is_clamped_at_zero() {
-        let d = Delta::between(&sample(10, 0, 0, 1), &sample(11, 3, 0, 2));
+        let d = Delta::between(
+            &sample(10, 0, 0, 1),
+            &sample(11, 3, 0, 2),
+            Duration::from_secs(1),
+        );
         assert_eq!(d.totals.plaintext, 0);
     }
 
@@ -189,13 +225,13 @@ mod tests {
         let mut next = sample(20, 12, 2, 130);
         next.tcp = false;
         assert_eq!(
-            Delta::between(&sample(10, 6, 1, 100), &next).cross_check,
+            Delta::between(&sample(10, 6, 1, 100), &next, SECS_30).cross_check,
             None
         );
         next.tcp = true;
         next.mtls_enabled = false;
         assert_eq!(
-            Delta::between(&sample(10, 6, 1, 100), &next).cross_check,
+            Delta::between(&sample(10, 6, 1, 100), &next, SECS_30).cross_check,
             None
         );
     }

@@ -41,6 +41,10 @@ pub struct InboundState {
     plaintext_since_idle: u64,
     /// When the control plane last listed this inbound.
     pub(super) last_listed: SystemTime,
+    /// Whether it was listed since the previous sweep.
+    pub(super) listed_since_sweep: bool,
+    /// Sweeps in a row that found it not listed.
+    pub(super) missed_listings: u32,
 }
 
 /// The state of an inbound at one moment, as reports show it.
@@ -72,6 +76,8 @@ impl InboundState {
             totals: Totals::default(),
             plaintext_since_idle: 0,
             last_listed: now,
+            listed_since_sweep: true,
+            missed_listings: 0,
         }
     }
 
@@ -87,14 +93,20 @@ impl InboundState {
 
         self.last = Some((now, sample));
         self.unavailable = None;
-        self.last_listed = now;
+        self.listed(now);
         observed
     }
 
     /// Takes in a poll that produced no counters.
     pub fn unavailable(&mut self, why: Unavailable, now: SystemTime) {
         self.unavailable = Some(why);
+        self.listed(now);
+    }
+
+    fn listed(&mut self, now: SystemTime) {
         self.last_listed = now;
+        self.listed_since_sweep = true;
+        self.missed_listings = 0;
     }
 
     /// On first sight only Envoy's own totals are known. Plaintext among them cannot
@@ -122,7 +134,7 @@ impl InboundState {
         sample: &Sample,
         now: SystemTime,
     ) -> Observed {
-        let delta = Delta::between(prev, sample);
+        let delta = Delta::between(prev, sample, since(prev_at, now));
 
         // The old process may have accepted plaintext after the previous poll and
         // died before this one; nobody can tell. The clean span restarts with the new
@@ -283,7 +295,13 @@ fn open_note(possible_open: u64) -> String {
     }
 }
 
-/// A duration for people: whole seconds in humantime form (`1h 2m 3s`).
+/// A duration for people in humantime form (`1h 2m 3s`): whole seconds, or whole
+/// milliseconds below ten seconds, where short test and demo windows live.
 pub fn human(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    let rounded = if d < Duration::from_secs(10) {
+        Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    } else {
+        Duration::from_secs(d.as_secs())
+    };
+    humantime::format_duration(rounded).to_string()
 }

@@ -21,6 +21,9 @@ pub use verdict::Verdict;
 
 use inbound::InboundState;
 
+/// Listings in a row an inbound must be missing from before it is forgotten.
+const MISSED_LISTINGS_TO_FORGET: u32 = 2;
+
 /// The knobs of the verdict rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -122,13 +125,24 @@ impl Engine {
         state
     }
 
-    /// Forgets inbounds of the given meshes that the control plane has not listed for
-    /// longer than `forget_after`. Only meshes whose listing succeeded may be swept: a
-    /// control plane that is down must turn verdicts unknown, not make them vanish.
+    /// Called once per poll cycle, after every listed inbound was observed: forgets
+    /// inbounds of the given meshes that missed two listings in a row and were last
+    /// listed more than `forget_after` ago. Counting listings as well as time keeps a
+    /// long cycle from forgetting what it listed itself. Only meshes whose listing
+    /// succeeded may be swept: a control plane that is down must turn verdicts
+    /// unknown, not make them vanish.
     pub fn sweep(&mut self, listed_meshes: &HashSet<String>, now: SystemTime) {
         let forget_after = self.settings.forget_after;
         self.inbounds.retain(|key, state| {
-            !listed_meshes.contains(&key.mesh) || since(state.last_listed, now) <= forget_after
+            if !listed_meshes.contains(&key.mesh) {
+                return true;
+            }
+            if std::mem::take(&mut state.listed_since_sweep) {
+                return true;
+            }
+            state.missed_listings += 1;
+            state.missed_listings < MISSED_LISTINGS_TO_FORGET
+                || since(state.last_listed, now) <= forget_after
         });
     }
 

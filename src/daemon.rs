@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::cli::RunArgs;
+use crate::cli::{ConnectionArgs, RunArgs};
 use crate::engine::{Engine, Settings};
 use crate::exporter::server::{self, App};
 use crate::exporter::{Published, metrics};
@@ -46,7 +46,7 @@ impl Daemon {
     /// Builds everything and binds the listener, so a bad address fails before any
     /// request goes out.
     pub async fn bind(args: &RunArgs) -> Result<Self, StartError> {
-        let client = KumaClient::new(client_config(args))?;
+        let client = KumaClient::new(client_config(&args.connection))?;
         let listener =
             TcpListener::bind(args.listen)
                 .await
@@ -100,8 +100,8 @@ async fn wait_for(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-fn client_config(args: &RunArgs) -> ClientConfig {
-    let c = &args.connection;
+/// The client settings the connection flags describe, shared by every command.
+pub fn client_config(c: &ConnectionArgs) -> ClientConfig {
     ClientConfig {
         base_url: c.kuma_url.clone(),
         token_file: c.kuma_token_file.clone(),

@@ -13,8 +13,10 @@
 //! [`cli`] and [`daemon`] assemble them into the `strictly` command; [`sim`] is a
 //! simulated control plane for tests, the demo and benchmarks.
 
+pub mod check;
 pub mod cli;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod envoy;
 pub mod exporter;

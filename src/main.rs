@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use strictly::cli::{Cli, Command};
+use strictly::cli::{Cli, Command, InvalidFlag, RunArgs};
 use strictly::daemon::{self, Daemon};
-use strictly::telemetry;
+use strictly::{check, demo, telemetry};
 use tracing::{error, info};
 
 fn main() -> ExitCode {
@@ -13,13 +13,33 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => {
             if let Err(err) = args.validate() {
-                eprintln!("error: {err}");
-                return ExitCode::from(2);
+                return usage(&err);
             }
             telemetry::init(args.log_format);
             runtime().block_on(run(args))
         }
+        Command::Check(args) => {
+            if let Err(err) = args.validate() {
+                return usage(&err);
+            }
+            // Only trouble is logged: the report itself goes to stdout.
+            telemetry::init_quiet();
+            ExitCode::from(runtime().block_on(check::run(&args)))
+        }
+        Command::Demo(args) => {
+            if let Err(err) = args.validate() {
+                return usage(&err);
+            }
+            telemetry::init(args.log_format);
+            runtime().block_on(demo(args))
+        }
     }
+}
+
+/// A bad flag: said on stderr, exit status 2, before anything binds.
+fn usage(err: &InvalidFlag) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::from(2)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -29,7 +49,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime can be built on any supported platform")
 }
 
-async fn run(args: strictly::cli::RunArgs) -> ExitCode {
+async fn run(args: RunArgs) -> ExitCode {
     let daemon = match Daemon::bind(&args).await {
         Ok(daemon) => daemon,
         Err(err) => {
@@ -51,4 +71,14 @@ async fn run(args: strictly::cli::RunArgs) -> ExitCode {
     daemon.run(daemon::stop_signal()).await;
     info!("strictly stopped");
     ExitCode::SUCCESS
+}
+
+async fn demo(args: strictly::cli::DemoArgs) -> ExitCode {
+    match demo::run(&args, daemon::stop_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!(error = %err, "the demo could not run");
+            ExitCode::FAILURE
+        }
+    }
 }

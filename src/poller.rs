@@ -67,6 +67,15 @@ struct Listing {
     up: bool,
 }
 
+/// How far a cycle got, for a progress line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress<'a> {
+    Listing { mesh: &'a str },
+    Reading { done: usize, total: usize },
+}
+
+type ProgressFn = Box<dyn Fn(Progress<'_>) + Send + Sync>;
+
 /// The poll loop's state: the client, the engine and where results go.
 pub struct Poller {
     client: KumaClient,
@@ -75,6 +84,7 @@ pub struct Poller {
     metrics: SelfMetrics,
     published: Published,
     exported_meshes: HashSet<String>,
+    progress: Option<ProgressFn>,
 }
 
 impl Poller {
@@ -92,6 +102,22 @@ impl Poller {
             metrics,
             published,
             exported_meshes: HashSet::new(),
+            progress: None,
+        }
+    }
+
+    /// Reports how far each cycle got, as it goes.
+    pub fn with_progress(
+        mut self,
+        progress: impl Fn(Progress<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+
+    fn report_progress(&self, progress: Progress<'_>) {
+        if let Some(report) = &self.progress {
+            report(progress);
         }
     }
 
@@ -190,6 +216,7 @@ impl Poller {
 
         listing.up = true;
         for mesh in meshes.iter().filter(|m| self.selection.mesh(&m.name)) {
+            self.report_progress(Progress::Listing { mesh: &mesh.name });
             match self.client.dataplanes(&mesh.name).await {
                 Ok(dataplanes) => self.add_mesh(&mut listing, mesh, &dataplanes),
                 Err(err) => {
@@ -272,7 +299,11 @@ impl Poller {
             });
         }
 
+        let total = reads.len();
+        let mut done = 0;
         while let Some(joined) = reads.join_next().await {
+            done += 1;
+            self.report_progress(Progress::Reading { done, total });
             match joined {
                 Ok((target, result, at)) => self.take_in(&target, result, at),
                 Err(err) => warn!(error = %err, "a stats task failed"),

@@ -184,7 +184,10 @@ impl Running {
             "16",
         ];
         argv.extend_from_slice(extra);
-        let Command::Run(args) = Cli::try_parse_from(argv).expect("test flags parse").command;
+        let Command::Run(args) = Cli::try_parse_from(argv).expect("test flags parse").command
+        else {
+            panic!("the test flags name the run command");
+        };
         args.validate().expect("test flags are valid");
 
         let daemon = Daemon::bind(&args).await.expect("daemon binds 127.0.0.1:0");

@@ -339,7 +339,7 @@ fn possible_open_plaintext_is_bounded_by_active_connections() {
     let report = only(&mut engine, at(30));
     assert_eq!(report.possible_open_plaintext, 3);
     assert!(
-        report.reason.contains("up to 3 plaintext connections"),
+        report.reason.contains("up to 3 plaintext connection(s)"),
         "{}",
         report.reason
     );

@@ -291,7 +291,7 @@ fn open_note(possible_open: u64) -> String {
     if possible_open == 0 {
         String::new()
     } else {
-        format!("; up to {possible_open} plaintext connections may still be open")
+        format!("; up to {possible_open} plaintext connection(s) may still be open")
     }
 }
 

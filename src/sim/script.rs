@@ -169,7 +169,10 @@ fn add_traffic(world: &mut World, flows: &[Flow], owed: &mut [f64], seconds: f64
 fn apply(world: &mut World, change: &Change) {
     match change {
         Change::Add(dataplane) => {
-            world.add_dataplane(SimDataplane::clone(dataplane));
+            // The script was written before the play started; the sidecar starts now.
+            let mut dataplane = SimDataplane::clone(dataplane);
+            dataplane.started = Instant::now();
+            world.add_dataplane(dataplane);
         }
         Change::Remove { mesh, dataplane } => {
             world.remove_dataplane(mesh, dataplane);

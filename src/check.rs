@@ -119,12 +119,17 @@ fn clear_progress() {
 }
 
 fn print(snapshot: &Snapshot, output: Output) {
+    if !snapshot.up && snapshot.reports.is_empty() {
+        eprintln!("error: the control plane could not be read; see the log lines above");
+        return;
+    }
     let text = match output {
         Output::Json => serde_json::to_string_pretty(&api::inbounds(Some(snapshot)))
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
         Output::Table => table(snapshot, use_colour()),
     };
-    println!("{text}");
+    // A reader that went away (`strictly check | head`) is no reason to panic.
+    let _ = writeln!(std::io::stdout(), "{text}");
     if !snapshot.up {
         eprintln!("error: the control plane could not be read; see the log lines above");
     }

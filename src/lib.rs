@@ -10,8 +10,10 @@
 //! - [`poller`]: the poll loop that feeds the engine;
 //! - [`exporter`]: metrics, JSON API, status page and their HTTP server.
 //!
-//! [`cli`] and [`daemon`] assemble them into the `strictly` command; [`sim`] is a
-//! simulated control plane for tests, the demo and benchmarks.
+//! [`cli`] holds the command line; [`daemon`] (`strictly run`), [`check`]
+//! (`strictly check`) and [`demo`] (`strictly demo`) assemble the modules into the
+//! commands; [`sim`] is the simulated control plane that tests, the demo and the
+//! benchmarks share; [`telemetry`] sets up logging.
 
 pub mod check;
 pub mod cli;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::cli::{CheckArgs, Output};
 use crate::daemon::client_config;
-use crate::engine::{Engine, ServiceReport, Settings, Verdict, human};
-use crate::exporter::{Published, Snapshot, api, metrics};
+use crate::engine::{Engine, ServiceReport, Settings, Verdict, human, human_coarse};
+use crate::exporter::{Published, Snapshot, api, metrics, page};
 use crate::kuma::client::KumaClient;
 use crate::poller::{Poller, Progress, Selection};
 
@@ -172,7 +172,7 @@ fn row(report: &ServiceReport) -> [String; 8] {
     let clean = if report.verdict == Verdict::Unknown {
         "-".to_string()
     } else {
-        human(report.clean)
+        human_coarse(report.clean)
     };
     [
         report.key.mesh.clone(),
@@ -218,13 +218,7 @@ fn summary(reports: &[ServiceReport]) -> String {
     if reports.is_empty() {
         return "no inbounds matched the selection\n".to_string();
     }
-    let counts: Vec<String> = Verdict::ALL
-        .iter()
-        .map(|v| (v, reports.iter().filter(|r| r.verdict == *v).count()))
-        .filter(|(_, n)| *n > 0)
-        .map(|(v, n)| format!("{n} {v}"))
-        .collect();
-    format!("{} inbounds: {}\n", reports.len(), counts.join(", "))
+    format!("{}\n", page::tally(reports))
 }
 
 #[cfg(test)]

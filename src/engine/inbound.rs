@@ -295,6 +295,15 @@ fn open_note(possible_open: u64) -> String {
     }
 }
 
+/// A span for a table cell: minutes once it passes an hour (`3days 4h 12m`), where
+/// seconds are noise.
+pub fn human_coarse(d: Duration) -> String {
+    if d < Duration::from_secs(3600) {
+        return human(d);
+    }
+    humantime::format_duration(Duration::from_secs(d.as_secs() / 60 * 60)).to_string()
+}
+
 /// A duration for people in humantime form (`1h 2m 3s`): whole seconds, or whole
 /// milliseconds below ten seconds, where short test and demo windows live.
 pub fn human(d: Duration) -> String {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 pub use counters::{Counters, Delta, Sample, Totals};
-pub use inbound::{InboundStatus, Observed, Unavailable, human};
+pub use inbound::{InboundStatus, Observed, Unavailable, human, human_coarse};
 pub use service::{ReplicaReport, ServiceReport, VerdictChange};
 pub use verdict::Verdict;
 

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::Snapshot;
 use super::api::rfc3339;
-use crate::engine::{ServiceReport, Verdict, human};
+use crate::engine::{ServiceReport, Verdict, human_coarse};
 
 /// How often the page reloads itself, in seconds.
 const REFRESH_SECONDS: u32 = 10;
@@ -49,8 +49,10 @@ fn body(html: &mut String, snapshot: &Snapshot) {
     };
     let _ = write!(
         html,
-        "<p id=\"health\">Updated {} · {health}</p>",
-        rfc3339(snapshot.at)
+        "<p id=\"health\">Updated {} · {health} · {} · \
+         <a href=\"/metrics\">metrics</a> · <a href=\"/api/v1/inbounds\">JSON</a></p>",
+        rfc3339(snapshot.at),
+        tally(&snapshot.reports)
     );
 
     let mut mesh: Option<&str> = None;
@@ -71,6 +73,17 @@ fn body(html: &mut String, snapshot: &Snapshot) {
     }
 }
 
+/// "3 inbounds: 2 ready, 1 plaintext"
+pub fn tally(reports: &[ServiceReport]) -> String {
+    let counts: Vec<String> = Verdict::ALL
+        .iter()
+        .map(|v| (v, reports.iter().filter(|r| r.verdict == *v).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(v, n)| format!("{n} {v}"))
+        .collect();
+    format!("{} inbounds: {}", reports.len(), counts.join(", "))
+}
+
 fn table_start(html: &mut String, mesh: &str) {
     let _ = write!(
         html,
@@ -86,7 +99,7 @@ fn row(html: &mut String, report: &ServiceReport) {
     let clean = if report.verdict == Verdict::Unknown {
         "–".to_string()
     } else {
-        human(report.clean)
+        human_coarse(report.clean)
     };
     let last = report.last_plaintext.map_or("never".to_string(), rfc3339);
     let _ = write!(

@@ -278,7 +278,11 @@ fn find<'a>(inbounds: &'a [Value], service: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_for_a_thousand_dataplanes_and_every_kind_of_trouble() {
     let cp = SimControlPlane::start(world()).await.expect("sim binds");
-    let daemon = Running::start(&cp.url(), &[]).await;
+    // A cycle over a thousand dataplanes, a slow sidecar and an oversized body
+    // takes seconds on a busy machine: time enough to list, and data that stays
+    // fresh across such a cycle. The slow sidecar still times out.
+    let patient = ["--request-timeout", "2s", "--stale-after", "10s"];
+    let daemon = Running::start(&cp.url(), &patient).await;
     assert_eq!(daemon.get("/healthz").await.0, 200);
     daemon.cycles(2).await;
     assert_eq!(daemon.get("/readyz").await.0, 200);

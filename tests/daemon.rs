@@ -2,17 +2,15 @@
 //! dataplanes across pages, both namings, and every kind of bad answer. Assertions
 //! go through the daemon's own HTTP endpoints, as a user's tools would see them.
 
+mod support;
+
 use std::time::Duration;
 
-use clap::Parser;
-use serde_json::Value;
-use strictly::cli::{Cli, Command};
-use strictly::daemon::Daemon;
 use strictly::sim::{
     ConnectionKind, InboundTraffic, ProxyKind, Reply, SimControlPlane, SimDataplane, SimInbound,
     SimMesh, World, fleet,
 };
-use tokio::sync::oneshot;
+use support::daemon::{Running, find, sample};
 
 /// More than one page of 1000, the largest page Kuma serves.
 const FLEET: usize = 1010;
@@ -117,7 +115,7 @@ fn world() -> World {
         "slow_trouble_svc_6379",
         mtls_only(5),
     );
-    slow.stats_delay = Duration::from_secs(8);
+    slow.stats_delay = Duration::from_secs(3);
     world.add_dataplane(slow);
     let mut offline = sidecar(
         "default",
@@ -158,136 +156,39 @@ async fn one_mesh(dataplanes: Vec<SimDataplane>) -> SimControlPlane {
     SimControlPlane::start(world).await.expect("sim binds")
 }
 
+/// Short polls, a window no test here waits out, and data that stays fresh
+/// through a slow cycle on a loaded machine (tests about staleness set their own).
+const FLAGS: [&str; 10] = [
+    "--poll-interval",
+    "250ms",
+    "--window",
+    "1h",
+    "--request-timeout",
+    "500ms",
+    "--concurrency",
+    "16",
+    "--stale-after",
+    "20s",
+];
+
 /// A daemon running in this process against `url`, stopped when the guard drops.
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Running {
-    async fn start(url: &str, extra: &[&str]) -> Self {
-        let mut argv = vec![
-            "strictly",
-            "run",
-            "--kuma-url",
-            url,
-            "--listen",
-            "127.0.0.1:0",
-            "--poll-interval",
-            "250ms",
-            "--window",
-            "1h",
-            "--request-timeout",
-            "500ms",
-            "--concurrency",
-            "16",
-            // Long enough that a slow cycle on a loaded machine never reads as stale;
-            // tests about staleness set their own.
-            "--stale-after",
-            "20s",
-        ];
-        argv.extend_from_slice(extra);
-        let Command::Run(args) = Cli::try_parse_from(argv).expect("test flags parse").command
-        else {
-            panic!("the test flags name the run command");
-        };
-        args.validate().expect("test flags are valid");
-
-        let daemon = Daemon::bind(&args).await.expect("daemon binds 127.0.0.1:0");
-        let base = format!("http://{}", daemon.local_addr().expect("bound address"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(daemon.run(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            base,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("{}{path}", self.base))
-            .await
-            .expect("daemon answers");
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("body"))
-    }
-
-    async fn inbounds(&self) -> Vec<Value> {
-        let (_, body) = self.get("/api/v1/inbounds").await;
-        let json: Value = serde_json::from_str(&body).expect("API answers JSON");
-        json["inbounds"].as_array().expect("inbounds array").clone()
-    }
-
-    /// Waits until the daemon has completed `cycles` more poll cycles.
-    async fn cycles(&self, cycles: u64) {
-        let start = self.cycle_count().await;
-        for _ in 0..600 {
-            if self.cycle_count().await >= start + cycles {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the daemon did not complete {cycles} poll cycles in 30 s");
-    }
-
-    async fn cycle_count(&self) -> u64 {
-        let (_, metrics) = self.get("/metrics").await;
-        sample(&metrics, "strictly_poll_duration_seconds_count").map_or(0, |v| v as u64)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("the daemon stops within 10 s")
-                .expect("the daemon task does not panic");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
-
-/// The value of the first sample whose line starts with `series` followed by a
-/// space (exact series, labels included as written by the exporter).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+async fn start_daemon(url: &str, extra: &[&str]) -> Running {
+    let flags: Vec<&str> = FLAGS.iter().chain(extra).copied().collect();
+    Running::start(url, &flags).await
 }
 
 fn labels(mesh: &str, service: &str) -> String {
     format!("{{mesh=\"{mesh}\",kuma_service=\"{service}\",port=\"6379\"}}")
 }
 
-fn find<'a>(inbounds: &'a [Value], service: &str) -> &'a Value {
-    inbounds
-        .iter()
-        .find(|i| i["kuma_service"] == service)
-        .unwrap_or_else(|| panic!("{service} is reported"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_for_a_thousand_dataplanes_and_every_kind_of_trouble() {
     let cp = SimControlPlane::start(world()).await.expect("sim binds");
-    // Listing a thousand dataplanes takes a while on a loaded debug build; the slow
-    // sidecar still answers well after this timeout.
-    let daemon = Running::start(&cp.url(), &["--request-timeout", "3s"]).await;
+    // A cycle over a thousand dataplanes, a slow sidecar and an oversized body
+    // takes seconds on a busy machine: time enough to list, and data that stays
+    // fresh across such a cycle. The slow sidecar still times out.
+    let patient = ["--request-timeout", "2s", "--stale-after", "10s"];
+    let daemon = start_daemon(&cp.url(), &patient).await;
     assert_eq!(daemon.get("/healthz").await.0, 200);
     daemon.cycles(2).await;
     assert_eq!(daemon.get("/readyz").await.0, 200);
@@ -399,7 +300,7 @@ async fn plaintext_arriving_later_turns_ready_into_plaintext_and_counts_exactly(
         redis_replica(1, mtls_only(10)),
     ])
     .await;
-    let daemon = Running::start(&cp.url(), &["--per-dataplane"]).await;
+    let daemon = start_daemon(&cp.url(), &["--per-dataplane"]).await;
     daemon.cycles(2).await;
 
     let redis = labels("default", "redis");
@@ -468,7 +369,7 @@ async fn plaintext_arriving_later_turns_ready_into_plaintext_and_counts_exactly(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_sidecar_neither_invents_plaintext_nor_lowers_counters() {
     let cp = one_mesh(vec![redis_replica(0, mtls_only(100))]).await;
-    let daemon = Running::start(&cp.url(), &[]).await;
+    let daemon = start_daemon(&cp.url(), &[]).await;
     daemon.cycles(2).await;
 
     cp.handle().update(|w| {
@@ -496,7 +397,7 @@ async fn a_restarted_sidecar_neither_invents_plaintext_nor_lowers_counters() {
 async fn a_control_plane_that_is_down_leaves_the_daemon_up_and_unknown() {
     let cp = one_mesh(vec![redis_replica(0, mtls_only(10))]).await;
     let url = cp.url();
-    let daemon = Running::start(&url, &["--stale-after", "500ms"]).await;
+    let daemon = start_daemon(&url, &["--stale-after", "500ms"]).await;
     daemon.cycles(1).await;
     assert_eq!(find(&daemon.inbounds().await, "redis")["verdict"], "ready");
 
@@ -518,7 +419,7 @@ async fn a_control_plane_that_is_down_leaves_the_daemon_up_and_unknown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_listing_is_counted_and_keeps_verdicts_until_they_go_stale() {
     let cp = one_mesh(vec![redis_replica(0, mtls_only(10))]).await;
-    let daemon = Running::start(&cp.url(), &["--stale-after", "1s"]).await;
+    let daemon = start_daemon(&cp.url(), &["--stale-after", "1s"]).await;
     daemon.cycles(1).await;
 
     cp.handle().update(|w| {
@@ -573,7 +474,7 @@ async fn selection_flags_limit_meshes_and_services() {
         mtls_only(10),
     ));
     let cp = SimControlPlane::start(world).await.expect("sim binds");
-    let daemon = Running::start(&cp.url(), &["--mesh", "default", "--service", "redis"]).await;
+    let daemon = start_daemon(&cp.url(), &["--mesh", "default", "--service", "redis"]).await;
     daemon.cycles(1).await;
 
     let inbounds = daemon.inbounds().await;
@@ -592,7 +493,7 @@ async fn readyz_waits_for_the_first_cycle() {
         .await
         .expect("bind");
     let url = format!("http://{}", silent.local_addr().expect("addr"));
-    let daemon = Running::start(&url, &["--request-timeout", "3s"]).await;
+    let daemon = start_daemon(&url, &["--request-timeout", "3s"]).await;
 
     let (status, body) = daemon.get("/readyz").await;
     assert_eq!(status, 503, "{body}");

@@ -157,6 +157,65 @@ fn a_plaintext_delta_holds_the_verdict_for_a_whole_window() {
 }
 
 #[test]
+fn a_handshake_in_flight_at_one_poll_is_not_plaintext() {
+    let mut engine = Engine::new(settings());
+    let k = key("redis-0");
+    engine.observe(&k, "redis", sample(0, 10, 0, 30 * HOUR), at(0));
+
+    // Envoy counted the connection when it accepted it; its handshake was not
+    // done yet when this poll read the counters.
+    let mut in_flight = sample(0, 10, 0, 30 * HOUR + 30);
+    in_flight.counters.all += 1;
+    in_flight.counters.active = 1;
+    engine.observe(&k, "redis", in_flight, at(30));
+    let pending = only(&mut engine, at(30));
+    assert_eq!(pending.verdict, Verdict::Ready, "{}", pending.reason);
+    assert_eq!(pending.possible_open_plaintext, 1);
+
+    engine.observe(&k, "redis", sample(0, 11, 0, 30 * HOUR + 60), at(60));
+    let report = only(&mut engine, at(60));
+    assert_eq!(report.verdict, Verdict::Ready, "{}", report.reason);
+    assert_eq!((report.totals.connections, report.totals.mtls), (11, 11));
+    assert_eq!(report.totals.plaintext, 0);
+    assert_eq!(report.possible_open_plaintext, 0);
+}
+
+#[test]
+fn an_open_unexplained_connection_still_there_at_the_next_poll_is_plaintext() {
+    let mut engine = Engine::new(settings());
+    let k = key("redis-0");
+    engine.observe(&k, "redis", sample(0, 10, 0, 30 * HOUR), at(0));
+    for secs in [30, 60] {
+        let mut open = sample(1, 10, 0, 30 * HOUR + secs);
+        open.counters.active = 1;
+        engine.observe(&k, "redis", open, at(secs));
+    }
+
+    let report = only(&mut engine, at(60));
+    assert_eq!(report.verdict, Verdict::Plaintext, "{}", report.reason);
+    assert_eq!(report.last_plaintext, Some(at(60)));
+    assert_eq!(report.totals.plaintext, 1);
+}
+
+#[test]
+fn open_connections_at_first_sight_wait_for_the_next_poll() {
+    let mut engine = Engine::new(settings());
+    let k = key("redis-0");
+    let mut first = sample(0, 10, 0, 30 * HOUR);
+    first.counters.all += 2;
+    first.counters.active = 2;
+    engine.observe(&k, "redis", first, at(0));
+    let waiting = only(&mut engine, at(0));
+    assert_eq!(waiting.verdict, Verdict::InsufficientData);
+    assert!(waiting.reason.contains("next poll"), "{}", waiting.reason);
+
+    engine.observe(&k, "redis", sample(0, 12, 0, 30 * HOUR + 30), at(30));
+    let report = only(&mut engine, at(30));
+    assert_eq!(report.verdict, Verdict::Ready, "{}", report.reason);
+    assert_eq!(report.totals.plaintext, 0);
+}
+
+#[test]
 fn failed_handshakes_are_not_plaintext() {
     let mut engine = Engine::new(settings());
     let k = key("redis-0");
@@ -404,6 +463,30 @@ fn a_gone_replica_keeps_its_plaintext_and_its_counts_in_the_service() {
     assert!(report.reason.contains("gone"), "{}", report.reason);
     assert_eq!(report.totals.connections, 23);
     assert_eq!(report.totals.plaintext, 2);
+}
+
+#[test]
+fn a_forgotten_replica_leaves_what_it_could_not_tell_apart_as_plaintext() {
+    let mut engine = Engine::new(settings());
+    let listed: HashSet<String> = ["default".to_string()].into();
+    engine.observe(&key("redis-0"), "redis", sample(0, 10, 0, 30 * HOUR), at(0));
+    let mut open = sample(1, 10, 0, 30 * HOUR);
+    open.counters.active = 1;
+    engine.observe(&key("redis-1"), "redis", open, at(0));
+
+    for secs in [30, 100, 130] {
+        engine.observe(
+            &key("redis-0"),
+            "redis",
+            sample(0, 11, 0, 30 * HOUR + secs),
+            at(secs),
+        );
+        engine.sweep(&listed, at(secs));
+    }
+    let report = only(&mut engine, at(130));
+    assert_eq!(report.replicas.len(), 1);
+    assert_eq!(report.verdict, Verdict::Plaintext, "{}", report.reason);
+    assert_eq!(report.totals.plaintext, 1);
 }
 
 #[test]

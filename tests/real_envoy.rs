@@ -177,6 +177,49 @@ fn rbac_denied_mesh_connection_completes_its_handshake() {
     );
 }
 
+#[test]
+fn a_handshake_in_flight_is_accepted_before_it_counts_as_mtls() {
+    let inbound = Inbound::start(InboundKind::TcpPermissive).expect("inbound starts");
+    let names = &inbound.names;
+    let before = inbound.settle().expect("settled");
+
+    let held = inbound
+        .client()
+        .hold_mesh_handshake()
+        .expect("half a handshake");
+    let during = wait_until(
+        Duration::from_secs(5),
+        "the connection to be accepted",
+        || {
+            let stats = inbound.stats()?;
+            Ok((stats.get(&names.listener("downstream_cx_active")) == 1).then_some(stats))
+        },
+    )
+    .expect("accepted");
+    let in_flight = Movement::between(names, &before, &during);
+
+    let reply = held.finish().expect("the handshake finishes");
+    let after = inbound.settle().expect("settled");
+    let done = Movement::between(names, &before, &after);
+
+    println!(
+        "{}",
+        markdown(&[
+            (Connection::MeshPing, in_flight),
+            (Connection::MeshPing, done)
+        ])
+    );
+    //                       cx hs ce fe nc sa ch up ok no px lf
+    assert_eq!(in_flight.0, [1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0]);
+    assert_eq!(done.0, [1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, 0]);
+    assert_eq!(reply, Reply::Answer("PONG".into()));
+    assert_eq!(
+        (in_flight.plaintext(), done.plaintext()),
+        (1, 0),
+        "read in flight, it looks like plaintext"
+    );
+}
+
 /// What one kept-alive HTTP connection of three requests moves.
 #[derive(Debug, PartialEq, Eq)]
 struct HttpMovement {

@@ -1,13 +1,17 @@
 //! The simulated control plane over HTTP, as any client sees it.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 use strictly::sim::{
-    ConnectionKind, InboundTraffic, SimControlPlane, SimDataplane, SimInbound, SimMesh, World,
+    ConnectionKind, InboundTraffic, Reply, SimControlPlane, SimDataplane, SimInbound, SimMesh,
+    World,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const REDIS: &str = "redis-0.shop";
 
@@ -171,5 +175,114 @@ async fn only_get_is_served() {
 
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(cp.handle().load().requests, 1);
+    cp.shutdown().await;
+}
+
+/// A stand-in for an Envoy admin API on port 0: it answers every request with
+/// one status and body, and keeps the request lines it got.
+struct FakeAdmin {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeAdmin {
+    async fn start(status: &'static str, body: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = vec![0; 4096];
+                let n = stream.read(&mut head).await.unwrap_or(0);
+                let line = String::from_utf8_lossy(&head[..n]);
+                let line = line.lines().next().unwrap_or_default().to_string();
+                seen.lock().expect("not poisoned").push(line);
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        Self {
+            url,
+            requests,
+            task,
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("not poisoned").clone()
+    }
+}
+
+impl Drop for FakeAdmin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn proxying_to(admin_url: &str) -> SimControlPlane {
+    let cp = start().await;
+    proxy_stats(&cp, admin_url);
+    cp
+}
+
+fn proxy_stats(cp: &SimControlPlane, admin_url: &str) {
+    cp.handle().update(|w| {
+        if let Some(dataplane) = w.dataplane_mut("default", REDIS) {
+            dataplane.stats_reply = Reply::proxy(admin_url);
+        }
+    });
+}
+
+#[tokio::test]
+async fn proxied_stats_ask_envoy_for_usedonly_unless_turned_off() {
+    let admin = FakeAdmin::start("200 OK", "server.live: 1\nserver.uptime: 7\n").await;
+    let cp = proxying_to(&admin.url).await;
+
+    let relayed = get(&cp, &format!("/meshes/default/dataplanes/{REDIS}/stats")).await;
+    assert_eq!(relayed.status(), StatusCode::OK);
+    assert_eq!(relayed.headers()[CONTENT_TYPE], "text/plain");
+    assert_eq!(
+        relayed.text().await.expect("text"),
+        "server.live: 1\nserver.uptime: 7\n"
+    );
+    let path = format!("/meshes/default/dataplanes/{REDIS}/stats?usedonly=false");
+    assert_eq!(get(&cp, &path).await.status(), StatusCode::OK);
+
+    assert_eq!(
+        admin.requests(),
+        ["GET /stats?usedonly HTTP/1.1", "GET /stats HTTP/1.1"]
+    );
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn proxied_stats_fail_like_kuma_when_envoy_fails_or_is_gone() {
+    let failing = FakeAdmin::start("503 Service Unavailable", "no").await;
+    // A port that was free a moment ago: nothing answers there.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone_url = format!("http://{}", gone.local_addr().expect("addr"));
+    drop(gone);
+    let cp = proxying_to(&failing.url).await;
+    let stats_path = format!("/meshes/default/dataplanes/{REDIS}/stats");
+
+    for admin_url in [&failing.url, &gone_url] {
+        proxy_stats(&cp, admin_url);
+        let answer = get(&cp, &stats_path).await;
+
+        assert_eq!(
+            answer.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{admin_url}"
+        );
+        let body = json(answer).await;
+        assert_eq!(body["title"], "Could not execute admin operation");
+        assert_eq!(body["detail"], "Internal Server Error");
+    }
     cp.shutdown().await;
 }

@@ -29,6 +29,16 @@ pub struct Counters {
     pub rbac_denied: u64,
 }
 
+impl Counters {
+    /// Connections that are neither mesh mTLS nor failed handshakes: plaintext,
+    /// and also mesh connections whose handshake was still in flight when Envoy
+    /// was read, since Envoy counts a connection when it accepts it and its
+    /// handshake only when that completes, a few milliseconds later.
+    pub fn unexplained(&self) -> u64 {
+        plaintext(self.all, self.mtls, self.failed)
+    }
+}
+
 /// One poll's readings of an inbound with the age of its Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -79,6 +89,8 @@ fn plaintext(all: u64, mtls: u64, failed: u64) -> u64 {
 /// The movement between two readings of the same inbound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delta {
+    /// Plaintext here is what the two readings alone suggest, handshakes in
+    /// flight included; the inbound's history decides what counts.
     pub totals: Totals,
     /// Envoy restarted between the two readings (a counter or the uptime went down).
     pub restarted: bool,

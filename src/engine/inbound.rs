@@ -37,6 +37,10 @@ pub struct InboundState {
     last_plaintext: Option<SystemTime>,
     mtls: MtlsWindow,
     totals: Totals,
+    /// Of the current Envoy process's unexplained connections (neither mTLS nor
+    /// failed), how many were counted as plaintext. The rest are open, and may
+    /// be mesh handshakes still in flight: the next poll tells.
+    counted: u64,
     /// Plaintext opened since the last poll that saw no active connection.
     plaintext_since_idle: u64,
     /// When the control plane last listed this inbound.
@@ -74,6 +78,7 @@ impl InboundState {
             last_plaintext: None,
             mtls: MtlsWindow::new(settings.window),
             totals: Totals::default(),
+            counted: 0,
             plaintext_since_idle: 0,
             last_listed: now,
             listed_since_sweep: true,
@@ -111,18 +116,22 @@ impl InboundState {
 
     /// On first sight only Envoy's own totals are known. Plaintext among them cannot
     /// be dated, so it counts as seen now; without any, the inbound has been clean
-    /// since Envoy started.
+    /// since Envoy started. Open connections that may be plaintext leave the clean
+    /// span unknown until the next poll tells.
     fn first_sight(&mut self, sample: &Sample, now: SystemTime) -> Observed {
-        let totals = Totals::since_start(&sample.counters);
-        let started = envoy_start(sample, now);
+        self.counted = 0;
+        let plaintext = self.count_plaintext(None, sample);
 
-        if totals.plaintext > 0 {
+        if plaintext > 0 {
             self.saw_plaintext(now);
-        } else {
-            self.clean_since = Some(started);
+        } else if unconfirmed(sample, self.counted) == 0 {
+            self.clean_since = Some(envoy_start(sample, now));
         }
         Observed {
-            totals,
+            totals: Totals {
+                plaintext,
+                ..Totals::since_start(&sample.counters)
+            },
             ..Observed::default()
         }
     }
@@ -135,16 +144,17 @@ impl InboundState {
         now: SystemTime,
     ) -> Observed {
         let delta = Delta::between(prev, sample, since(prev_at, now));
+        let plaintext = if delta.restarted {
+            self.restarted(prev, sample, prev_at, now)
+        } else {
+            self.count_plaintext(Some(prev), sample)
+        };
 
-        // The old process may have accepted plaintext after the previous poll and
-        // died before this one; nobody can tell. The clean span restarts with the new
-        // process, which keeps a lost plaintext connection out of it.
-        if delta.restarted {
-            let started = envoy_start(sample, now).max(prev_at);
-            self.clean_since = self.clean_since.map(|c| c.max(started));
-        }
-        if delta.totals.plaintext > 0 {
+        if plaintext > 0 {
             self.saw_plaintext(now);
+        } else if self.clean_since.is_none() {
+            // What first sight could not tell apart was no plaintext.
+            self.clean_since = Some(envoy_start(sample, now));
         }
 
         let disagreement = delta
@@ -152,10 +162,52 @@ impl InboundState {
             .filter(|c| *c != i128::from(delta.totals.plaintext))
             .map(|c| (delta.totals.plaintext, c));
         Observed {
-            totals: delta.totals,
+            totals: Totals {
+                plaintext,
+                ..delta.totals
+            },
             restarted: delta.restarted,
             disagreement,
         }
+    }
+
+    /// Counts the plaintext the readings prove, and returns how much is new.
+    ///
+    /// Envoy counts a connection when it accepts it and its handshake only when
+    /// that completes, so a reading can catch a mesh connection that neither mTLS
+    /// nor a failed handshake explains yet; such a connection is open. Two things
+    /// are plaintext for sure: unexplained connections beyond the open ones, and
+    /// what two readings in a row leave unexplained (a handshake is done within
+    /// milliseconds, a plaintext connection stays unexplained).
+    fn count_plaintext(&mut self, prev: Option<&Sample>, sample: &Sample) -> u64 {
+        let unexplained = sample.counters.unexplained();
+        let closed = unexplained.saturating_sub(sample.counters.active);
+        let twice = prev.map_or(0, |p| p.counters.unexplained().min(unexplained));
+
+        let counted = self.counted.max(closed).max(twice);
+        let new = counted - self.counted;
+        self.counted = counted;
+        new
+    }
+
+    /// A new Envoy process. What the old one left uncounted can no longer be told
+    /// apart, so it counts as plaintext. The old process may also have accepted
+    /// plaintext after the previous poll and died before this one; nobody can
+    /// tell. The clean span restarts with the new process, which keeps such a lost
+    /// connection out of it.
+    fn restarted(
+        &mut self,
+        prev: &Sample,
+        sample: &Sample,
+        prev_at: SystemTime,
+        now: SystemTime,
+    ) -> u64 {
+        let left_over = unconfirmed(prev, self.counted);
+        self.counted = 0;
+
+        let started = envoy_start(sample, now).max(prev_at);
+        self.clean_since = self.clean_since.map(|c| c.max(started));
+        left_over + self.count_plaintext(None, sample)
     }
 
     /// Plaintext counted by a poll was opened at some moment since the previous poll;
@@ -179,6 +231,14 @@ impl InboundState {
         }
     }
 
+    /// Open connections the latest poll left unexplained, beyond the plaintext
+    /// counted: mesh handshakes in flight, or plaintext.
+    pub(super) fn unconfirmed(&self) -> u64 {
+        self.last
+            .as_ref()
+            .map_or(0, |(_, s)| unconfirmed(s, self.counted))
+    }
+
     /// The verdict and everything a report shows, at `now`.
     pub fn status(&mut self, settings: &Settings, now: SystemTime) -> InboundStatus {
         let mtls_in_window = self.mtls.count(now, settings.window);
@@ -197,7 +257,10 @@ impl InboundState {
             last_plaintext: self.last_plaintext,
             mtls_in_window,
             totals: self.totals,
-            possible_open_plaintext: self.plaintext_since_idle.min(active),
+            possible_open_plaintext: self
+                .plaintext_since_idle
+                .saturating_add(self.unconfirmed())
+                .min(active),
             reporting: fresh && self.unavailable.is_none(),
         };
         (status.verdict, status.reason) = self.judge(&status, fresh, settings, now);
@@ -244,6 +307,14 @@ impl InboundState {
             );
             return (Verdict::Plaintext, reason);
         }
+        if self.clean_since.is_none() {
+            let reason = format!(
+                "{} open connection(s) from before the first poll may be plaintext; \
+                 the next poll tells",
+                self.unconfirmed()
+            );
+            return (Verdict::InsufficientData, reason);
+        }
         if !status.clean_for_window {
             let reason = format!(
                 "no plaintext for {} of the {} window{}",
@@ -269,6 +340,11 @@ impl InboundState {
         );
         (Verdict::Ready, reason)
     }
+}
+
+/// Unexplained connections of a reading beyond those counted as plaintext.
+fn unconfirmed(sample: &Sample, counted: u64) -> u64 {
+    sample.counters.unexplained().saturating_sub(counted)
 }
 
 /// When Envoy started, by its uptime; `server.uptime` lags by up to one stats flush,

@@ -131,8 +131,12 @@ impl Engine {
     /// long cycle from forgetting what it listed itself. Only meshes whose listing
     /// succeeded may be swept: a control plane that is down must turn verdicts
     /// unknown, not make them vanish.
+    ///
+    /// What a forgotten inbound's last poll could not tell from plaintext yet
+    /// never will be told; its service counts it as plaintext, seen now.
     pub fn sweep(&mut self, listed_meshes: &HashSet<String>, now: SystemTime) {
         let forget_after = self.settings.forget_after;
+        let services = &mut self.services;
         self.inbounds.retain(|key, state| {
             if !listed_meshes.contains(&key.mesh) {
                 return true;
@@ -141,8 +145,16 @@ impl Engine {
                 return true;
             }
             state.missed_listings += 1;
-            state.missed_listings < MISSED_LISTINGS_TO_FORGET
-                || since(state.last_listed, now) <= forget_after
+            let keep = state.missed_listings < MISSED_LISTINGS_TO_FORGET
+                || since(state.last_listed, now) <= forget_after;
+            if !keep {
+                let left_over = Totals {
+                    plaintext: state.unconfirmed(),
+                    ..Totals::default()
+                };
+                services.record(&key.service_key(&state.service), &left_over, now);
+            }
+            keep
         });
     }
 

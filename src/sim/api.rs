@@ -70,6 +70,9 @@ pub(crate) struct Answer {
     pub content_type: &'static str,
     pub payload: Payload,
     pub delay: Duration,
+    /// A real Envoy's stats URL: its answer becomes the payload. The server
+    /// fetches it after the world is unlocked, since a sidecar can be slow.
+    pub relay_from: Option<String>,
 }
 
 impl Answer {
@@ -79,6 +82,7 @@ impl Answer {
             content_type: "application/json",
             payload: Payload::Full(Bytes::from(body.to_string())),
             delay: Duration::ZERO,
+            relay_from: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl Answer {
             content_type: "text/plain",
             payload: Payload::Full(body.into()),
             delay: Duration::ZERO,
+            relay_from: None,
         }
     }
 
@@ -103,8 +108,9 @@ impl Answer {
     }
 
     /// A configured reply. `Normal` has no meaning of its own here: the callers
-    /// answer it themselves, so it falls back to the no-route answer.
-    fn from_reply(reply: &Reply) -> Self {
+    /// answer it themselves, so it falls back to the no-route answer. A relayed
+    /// answer asks Envoy with the request's `usedonly`.
+    pub(crate) fn from_reply(reply: &Reply, request: &ApiRequest) -> Self {
         match reply {
             Reply::Normal => Self::no_route(),
             Reply::Error {
@@ -119,6 +125,10 @@ impl Answer {
             Reply::Garbage => Self::text(StatusCode::OK, Bytes::from_static(GARBAGE)),
             Reply::Oversized { bytes } => Self {
                 payload: Payload::Filler(*bytes),
+                ..Self::text(StatusCode::OK, Bytes::new())
+            },
+            Reply::Proxy { admin_url } => Self {
+                relay_from: Some(envoy_stats_url(admin_url, used_only(request))),
                 ..Self::text(StatusCode::OK, Bytes::new())
             },
         }
@@ -145,7 +155,7 @@ pub(crate) fn answer(world: &mut World, request: &ApiRequest, now: Instant) -> A
         return Answer::kuma_error(401, "Invalid authentication data", "Unauthenticated");
     }
     if let Some(reply) = world.overrides.get(&request.path) {
-        return Answer::from_reply(reply);
+        return Answer::from_reply(reply, request);
     }
 
     let Some(segments) = decode_path(&request.path) else {
@@ -216,8 +226,9 @@ fn get_overview(world: &World, mesh: &str, name: &str) -> Answer {
     }
 }
 
-/// The Envoy admin passthrough. Only `stats` is simulated; `xds` and `clusters`
-/// get the answer of an unknown operation.
+/// The Envoy admin passthrough. Only `stats` is served, from the traffic model
+/// or relayed from a real Envoy; `xds` and `clusters` get the answer of an
+/// unknown operation.
 fn admin(
     world: &mut World,
     request: &ApiRequest,
@@ -237,7 +248,7 @@ fn admin(
     // An offline proxy's admin listener cannot be reached.
     let delay = dataplane.stats_delay;
     if !dataplane.is_online() {
-        return Answer::from_reply(&Reply::admin_failure()).delayed(delay);
+        return Answer::from_reply(&Reply::admin_failure(), request).delayed(delay);
     }
 
     dataplane.admin_requests += 1;
@@ -247,9 +258,16 @@ fn admin(
             let text = render_stats(dataplane, mesh_info.as_ref(), uptime, used_only(request));
             Answer::text(StatusCode::OK, text)
         }
-        reply => Answer::from_reply(reply),
+        reply => Answer::from_reply(reply, request),
     };
     answer.delayed(delay)
+}
+
+/// What Kuma asks a sidecar's Envoy for: `GET /stats?usedonly` by default,
+/// plain `GET /stats` when the caller turned `usedonly` off.
+fn envoy_stats_url(admin_url: &str, used_only: bool) -> String {
+    let query = if used_only { "?usedonly" } else { "" };
+    format!("{admin_url}/stats{query}")
 }
 
 /// Kuma asks Envoy for used stats only unless `usedonly` parses as false, with
@@ -543,6 +561,45 @@ mod tests {
         assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body(&answer)["title"], "Could not execute admin operation");
         assert_eq!(body(&answer)["detail"], "Internal Server Error");
+    }
+
+    #[test]
+    fn a_proxied_sidecar_is_relayed_with_the_request_usedonly() {
+        let mut world = world(1);
+        if let Some(dataplane) = world.dataplane_mut("default", "dp-000.shop") {
+            dataplane.stats_reply = Reply::proxy("http://127.0.0.1:9901/");
+        }
+        let path = "/meshes/default/dataplanes/dp-000.shop/stats";
+        let mut relayed = |query: &str| {
+            answer(&mut world, &get(&format!("{path}{query}")), Instant::now()).relay_from
+        };
+
+        assert_eq!(
+            relayed("").as_deref(),
+            Some("http://127.0.0.1:9901/stats?usedonly")
+        );
+        assert_eq!(
+            relayed("?usedonly=false").as_deref(),
+            Some("http://127.0.0.1:9901/stats")
+        );
+        assert_eq!(
+            relayed("?usedonly=true").as_deref(),
+            Some("http://127.0.0.1:9901/stats?usedonly")
+        );
+    }
+
+    #[test]
+    fn an_offline_proxied_sidecar_is_not_asked() {
+        let mut world = world(1);
+        if let Some(dataplane) = world.dataplane_mut("default", "dp-000.shop") {
+            dataplane.stats_reply = Reply::proxy("http://127.0.0.1:9901");
+            dataplane.set_online(false);
+        }
+        let request = get("/meshes/default/dataplanes/dp-000.shop/stats");
+        let answer = answer(&mut world, &request, Instant::now());
+
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer.relay_from, None);
     }
 
     #[test]

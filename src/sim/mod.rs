@@ -10,7 +10,8 @@
 //!   from the request's `Host` header;
 //! - `GET /meshes/{mesh}/dataplanes/{name}/_overview`: one of them;
 //! - `GET /meshes/{mesh}/dataplanes/{name}/stats?usedonly=`: the sidecar's Envoy
-//!   stats text, rendered from a traffic model (`usedonly` on by default).
+//!   stats text (`usedonly` on by default), rendered from a traffic model or,
+//!   with [`Reply::Proxy`], relayed from a real Envoy's admin API.
 //!
 //! The [`World`] holds meshes, dataplanes and each inbound's [`InboundTraffic`];
 //! a [`SimHandle`] changes it while the server runs (traffic, restarts,
@@ -43,6 +44,7 @@ mod api;
 mod body;
 mod json;
 mod load;
+mod relay;
 mod render;
 pub mod script;
 mod server;

@@ -21,6 +21,7 @@ use tracing::debug;
 use super::api::{self, Answer, ApiRequest};
 use super::body::SimBody;
 use super::load::{Load, LoadCounters};
+use super::relay::Relay;
 use super::world::World;
 
 /// A running simulated control plane on 127.0.0.1 and a port of its own.
@@ -41,11 +42,13 @@ impl SimControlPlane {
     ///
     /// # Errors
     ///
-    /// When the socket cannot be bound.
+    /// When the socket cannot be bound, or no HTTP client can be set up for
+    /// relaying real sidecars' stats.
     pub async fn start(world: World) -> std::io::Result<Self> {
+        let relay = Relay::new().map_err(std::io::Error::other)?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
-        let handle = SimHandle::new(world);
+        let handle = SimHandle::new(world, relay);
 
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, handle.clone(), stopped));
@@ -90,13 +93,15 @@ impl SimControlPlane {
 pub struct SimHandle {
     world: Arc<Mutex<World>>,
     load: Arc<LoadCounters>,
+    relay: Relay,
 }
 
 impl SimHandle {
-    fn new(world: World) -> Self {
+    fn new(world: World, relay: Relay) -> Self {
         Self {
             world: Arc::new(Mutex::new(world)),
             load: Arc::new(LoadCounters::default()),
+            relay,
         }
     }
 
@@ -127,7 +132,7 @@ impl SimHandle {
     }
 
     /// Answers one request. The world is locked only while the answer is built,
-    /// never across the configured delay.
+    /// never across the configured delay or a relayed request to Envoy.
     async fn serve(&self, request: Request<Incoming>) -> Response<SimBody> {
         self.load.request();
         let request = api_request(&request);
@@ -137,6 +142,7 @@ impl SimHandle {
         if !answer.delay.is_zero() {
             tokio::time::sleep(answer.delay).await;
         }
+        let answer = self.relay.complete(answer, &request).await;
         self.response(answer)
     }
 

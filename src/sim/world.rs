@@ -180,6 +180,10 @@ pub enum Reply {
     /// `200` with a body of this many bytes of filler, streamed without a
     /// `Content-Length`, never held in memory whole.
     Oversized { bytes: u64 },
+    /// What a real Envoy's admin API at `admin_url` (`http://127.0.0.1:9901`)
+    /// answers to `/stats`, asked the way Kuma asks it; Kuma's admin failure
+    /// when that Envoy cannot be reached or does not answer `200`.
+    Proxy { admin_url: String },
 }
 
 impl Reply {
@@ -214,6 +218,13 @@ impl Reply {
         Self::Fixed {
             content_type: "application/json",
             body: Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    /// Stats read from the real Envoy whose admin API is at `admin_url`.
+    pub fn proxy(admin_url: &str) -> Self {
+        Self::Proxy {
+            admin_url: admin_url.trim_end_matches('/').to_string(),
         }
     }
 }

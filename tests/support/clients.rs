@@ -176,6 +176,23 @@ impl Client {
         Ok(tls)
     }
 
+    /// A mesh client halfway through its handshake: the ClientHello is sent and
+    /// the server's answer read, and the client's certificate and Finished are
+    /// held back. Envoy has accepted the connection and waits for them.
+    pub fn hold_mesh_handshake(&self) -> Result<HeldHandshake> {
+        let config = self.tls_config(Some(Identity::DemoApp), true)?;
+        let mut tls = self.tls_stream(config)?;
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut tls.sock)?;
+        }
+        while !tls.conn.wants_write() {
+            let read = tls.conn.read_tls(&mut tls.sock)?;
+            ensure!(read > 0, "the server closed during the handshake");
+            tls.conn.process_new_packets()?;
+        }
+        Ok(HeldHandshake { tls })
+    }
+
     /// Sends `requests` GETs over one kept-alive connection, plaintext or as a
     /// mesh client, and returns the status codes.
     pub fn http_requests(&self, mesh: bool, requests: usize) -> Result<Vec<u16>> {
@@ -310,6 +327,21 @@ impl Client {
 /// dialing an IP sends no SNI, which the sidecar does not need.
 fn server_name() -> ServerName<'static> {
     ServerName::IpAddress(Ipv4Addr::LOCALHOST.into())
+}
+
+/// A mesh handshake the client has not finished, from
+/// [`Client::hold_mesh_handshake`].
+#[derive(Debug)]
+pub struct HeldHandshake {
+    tls: StreamOwned<ClientConnection, TcpStream>,
+}
+
+impl HeldHandshake {
+    /// Finishes the handshake, sends PING and returns the answer.
+    pub fn finish(mut self) -> Result<Reply> {
+        self.tls.write_all(b"PING\r\n")?;
+        Ok(read_reply(&mut self.tls))
+    }
 }
 
 fn keep_alive_gets(stream: impl Read + Write, requests: usize) -> Result<Vec<u16>> {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::http1;
-use super::process::{Process, envoy_binary, wait_until};
+use super::process::{Process, envoy_binary, log_tail, wait_until};
 use super::stats::Stats;
 
 /// Envoy 1.40 starts in well under a second here; the margin is for a loaded CI
@@ -147,10 +147,4 @@ fn wait_for_admin(process: &mut Process, address_file: &Path, log: &Path) -> Res
         let text = fs::read_to_string(address_file).unwrap_or_default();
         Ok(text.trim().parse().ok())
     })
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }

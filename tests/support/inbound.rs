@@ -254,12 +254,33 @@ impl Inbound {
         })
     }
 
+    /// Kills Envoy, as a crashed sidecar goes, leaving the workload running.
+    pub fn stop_envoy(&mut self) {
+        self.envoy.stop();
+    }
+
     /// Kills Envoy (as a crashed or replaced sidecar would go) and starts a new
     /// one on the same ports and configuration. The admin address changes.
     pub fn restart_envoy(&mut self) -> Result<()> {
         self.envoy.stop();
         self.envoy = Envoy::start(&self.config, self.dir.path())?;
         Ok(())
+    }
+
+    /// Restarts Envoy with the configuration of `kind` on the same ports and
+    /// certificates, as a switch from Permissive to Strict does; the new kind
+    /// must name its stats as the old one did.
+    pub fn restart_as(&mut self, kind: InboundKind) -> Result<()> {
+        let names = StatNames::new(kind, self.listener_port, self.app_port);
+        ensure!(
+            names == self.names,
+            "{kind:?} names its stats {names:?}, not {:?}",
+            self.names
+        );
+        let yaml = render(kind, self.listener_port, self.app_port, &self.certs)?;
+        fs::write(&self.config, yaml)?;
+        self.kind = kind;
+        self.restart_envoy()
     }
 }
 

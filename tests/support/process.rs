@@ -174,6 +174,13 @@ pub fn wait_until<T>(
     }
 }
 
+/// The last lines of a log file, for failure messages; empty if unreadable.
+pub fn log_tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 /// The repository root, where `tests/envoy/` and `.venv/` live.
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -33,7 +33,10 @@ impl Running {
             "127.0.0.1:0",
         ];
         argv.extend_from_slice(flags);
-        let Command::Run(args) = Cli::try_parse_from(argv).expect("test flags parse").command;
+        let Command::Run(args) = Cli::try_parse_from(argv).expect("test flags parse").command
+        else {
+            panic!("the test flags name the run command");
+        };
         args.validate().expect("test flags are valid");
 
         let daemon = Daemon::bind(&args).await.expect("daemon binds 127.0.0.1:0");
@@ -102,7 +105,7 @@ impl Running {
             }
             tokio::time::sleep(LOOK_AGAIN).await;
         }
-        panic!("the daemon did not complete {cycles} poll cycles in 10 s");
+        panic!("the daemon did not complete {cycles} poll cycles in 30 s");
     }
 
     /// Waits up to `timeout` until the service's inbound satisfies `wanted`,

@@ -181,6 +181,27 @@ fn a_handshake_in_flight_at_one_poll_is_not_plaintext() {
 }
 
 #[test]
+fn a_slow_handshake_across_quick_polls_is_not_plaintext() {
+    let mut engine = Engine::new(settings());
+    let k = key("redis-0");
+    engine.observe(&k, "redis", sample(0, 10, 0, 30 * HOUR), at(0));
+
+    // Polls a second apart; the handshake takes three of them.
+    for secs in 1..=3 {
+        let mut in_flight = sample(0, 10, 0, 30 * HOUR + secs);
+        in_flight.counters.all += 1;
+        in_flight.counters.active = 1;
+        engine.observe(&k, "redis", in_flight, at(secs));
+    }
+    engine.observe(&k, "redis", sample(0, 11, 0, 30 * HOUR + 4), at(4));
+    engine.observe(&k, "redis", sample(0, 11, 0, 30 * HOUR + 9), at(9));
+
+    let report = only(&mut engine, at(9));
+    assert_eq!(report.verdict, Verdict::Ready, "{}", report.reason);
+    assert_eq!(report.totals.plaintext, 0);
+}
+
+#[test]
 fn an_open_unexplained_connection_still_there_at_the_next_poll_is_plaintext() {
     let mut engine = Engine::new(settings());
     let k = key("redis-0");
@@ -198,7 +219,7 @@ fn an_open_unexplained_connection_still_there_at_the_next_poll_is_plaintext() {
 }
 
 #[test]
-fn open_connections_at_first_sight_wait_for_the_next_poll() {
+fn open_connections_at_first_sight_wait_to_be_told_apart() {
     let mut engine = Engine::new(settings());
     let k = key("redis-0");
     let mut first = sample(0, 10, 0, 30 * HOUR);
@@ -207,7 +228,7 @@ fn open_connections_at_first_sight_wait_for_the_next_poll() {
     engine.observe(&k, "redis", first, at(0));
     let waiting = only(&mut engine, at(0));
     assert_eq!(waiting.verdict, Verdict::InsufficientData);
-    assert!(waiting.reason.contains("next poll"), "{}", waiting.reason);
+    assert!(waiting.reason.contains("later tells"), "{}", waiting.reason);
 
     engine.observe(&k, "redis", sample(0, 12, 0, 30 * HOUR + 30), at(30));
     let report = only(&mut engine, at(30));

@@ -32,23 +32,18 @@ const DATAPLANE: &str = "redis-0.kuma-demo";
 /// The verdict window: short enough to wait out, long enough for several polls.
 const WINDOW: &str = "3s";
 
-/// Polls this often, unless a test needs time between two polls.
-const POLL_INTERVAL: &str = "300ms";
-
-/// Polls every `poll_interval`, judges over a window a test can wait out, and
-/// takes one mTLS connection as enough evidence.
-fn flags(poll_interval: &str) -> [&str; 8] {
-    [
-        "--poll-interval",
-        poll_interval,
-        "--window",
-        WINDOW,
-        "--min-mtls-connections",
-        "1",
-        "--request-timeout",
-        "2s",
-    ]
-}
+/// Short polls, a window a test can wait out, and one mTLS connection as
+/// enough evidence.
+const FLAGS: [&str; 8] = [
+    "--poll-interval",
+    "300ms",
+    "--window",
+    WINDOW,
+    "--min-mtls-connections",
+    "1",
+    "--request-timeout",
+    "2s",
+];
 
 /// How long a verdict that needs the window to pass may take to show: the
 /// window, a few polls, and room for a loaded machine.
@@ -97,17 +92,13 @@ struct Pipeline {
 
 impl Pipeline {
     async fn start(kind: InboundKind) -> Pipeline {
-        Self::polling_every(kind, POLL_INTERVAL).await
-    }
-
-    async fn polling_every(kind: InboundKind, poll_interval: &str) -> Pipeline {
         let inbound = blocking(|| Inbound::start(kind)).expect("the inbound starts");
         let cp = SimControlPlane::start(world(&inbound))
             .await
             .expect("the simulated control plane binds");
         assert_strictly_reads_the_harness_names(&cp, &inbound).await;
 
-        let daemon = Running::start(&cp.url(), &flags(poll_interval)).await;
+        let daemon = Running::start(&cp.url(), &FLAGS).await;
         Pipeline {
             service: service_of(kind),
             inbound,
@@ -457,9 +448,7 @@ async fn mesh_mtls_becomes_ready_failed_handshakes_do_not_count_and_one_plaintex
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_in_flight_while_strictly_polls_is_mtls_not_plaintext() {
-    // A second between polls leaves time to finish the handshake after strictly
-    // has seen it in flight and before it looks again.
-    let p = Pipeline::polling_every(InboundKind::TcpPermissive, "1s").await;
+    let p = Pipeline::start(InboundKind::TcpPermissive).await;
     p.open(&[Connection::MeshPing]);
     p.expect_counts(Counts::mtls_only(1)).await;
 
@@ -477,6 +466,12 @@ async fn a_handshake_in_flight_while_strictly_polls_is_mtls_not_plaintext() {
         ..Counts::mtls_only(1)
     };
     assert_eq!(Counts::of(&seen), accepted, "{seen:#}");
+
+    // A slow handshake, across several polls, is still no plaintext.
+    p.daemon.cycles(3).await;
+    let slow = p.daemon.inbound(p.service).await.expect("reported");
+    assert_eq!(Counts::of(&slow), accepted, "{slow:#}");
+    assert_eq!(slow["possible_open_plaintext"], 1, "{slow:#}");
 
     let answered = blocking(|| held.finish()).expect("the handshake finishes");
     assert_eq!(answered, Answered::Answer("PONG".into()));

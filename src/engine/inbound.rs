@@ -39,8 +39,11 @@ pub struct InboundState {
     totals: Totals,
     /// Of the current Envoy process's unexplained connections (neither mTLS nor
     /// failed), how many were counted as plaintext. The rest are open, and may
-    /// be mesh handshakes still in flight: the next poll tells.
+    /// be mesh handshakes still in flight: a later poll tells.
     counted: u64,
+    /// A reading of the current process (when, unexplained connections) that a
+    /// reading at least [`HANDSHAKE_LIMIT`] later confirms.
+    anchor: Option<(SystemTime, u64)>,
     /// Plaintext opened since the last poll that saw no active connection.
     plaintext_since_idle: u64,
     /// When the control plane last listed this inbound.
@@ -79,6 +82,7 @@ impl InboundState {
             mtls: MtlsWindow::new(settings.window),
             totals: Totals::default(),
             counted: 0,
+            anchor: None,
             plaintext_since_idle: 0,
             last_listed: now,
             listed_since_sweep: true,
@@ -117,10 +121,9 @@ impl InboundState {
     /// On first sight only Envoy's own totals are known. Plaintext among them cannot
     /// be dated, so it counts as seen now; without any, the inbound has been clean
     /// since Envoy started. Open connections that may be plaintext leave the clean
-    /// span unknown until the next poll tells.
+    /// span unknown until a later poll tells.
     fn first_sight(&mut self, sample: &Sample, now: SystemTime) -> Observed {
-        self.counted = 0;
-        let plaintext = self.count_plaintext(None, sample);
+        let plaintext = self.count_new_process(sample, now).new;
 
         if plaintext > 0 {
             self.saw_plaintext(now);
@@ -144,15 +147,17 @@ impl InboundState {
         now: SystemTime,
     ) -> Observed {
         let delta = Delta::between(prev, sample, since(prev_at, now));
-        let plaintext = if delta.restarted {
+        let counted = if delta.restarted {
             self.restarted(prev, sample, prev_at, now)
         } else {
-            self.count_plaintext(Some(prev), sample)
+            self.count_plaintext(sample, now)
         };
+        let plaintext = counted.new;
 
+        let told_apart = counted.settled || unconfirmed(sample, self.counted) == 0;
         if plaintext > 0 {
             self.saw_plaintext(now);
-        } else if self.clean_since.is_none() {
+        } else if self.clean_since.is_none() && told_apart {
             // What first sight could not tell apart was no plaintext.
             self.clean_since = Some(envoy_start(sample, now));
         }
@@ -177,17 +182,32 @@ impl InboundState {
     /// that completes, so a reading can catch a mesh connection that neither mTLS
     /// nor a failed handshake explains yet; such a connection is open. Two things
     /// are plaintext for sure: unexplained connections beyond the open ones, and
-    /// what two readings in a row leave unexplained (a handshake is done within
-    /// milliseconds, a plaintext connection stays unexplained).
-    fn count_plaintext(&mut self, prev: Option<&Sample>, sample: &Sample) -> u64 {
+    /// what stays unexplained from one reading to another taken at least
+    /// [`HANDSHAKE_LIMIT`] later (a plaintext connection stays unexplained).
+    fn count_plaintext(&mut self, sample: &Sample, now: SystemTime) -> Counted {
         let unexplained = sample.counters.unexplained();
         let closed = unexplained.saturating_sub(sample.counters.active);
-        let twice = prev.map_or(0, |p| p.counters.unexplained().min(unexplained));
+        let (lasted, settled) = match self.anchor {
+            Some((at, before)) if since(at, now) >= HANDSHAKE_LIMIT => {
+                (before.min(unexplained), true)
+            }
+            _ => (0, false),
+        };
+        if settled || self.anchor.is_none() {
+            self.anchor = Some((now, unexplained));
+        }
 
-        let counted = self.counted.max(closed).max(twice);
+        let counted = self.counted.max(closed).max(lasted);
         let new = counted - self.counted;
         self.counted = counted;
-        new
+        Counted { new, settled }
+    }
+
+    /// Counts the first reading of an Envoy process, which has no history yet.
+    fn count_new_process(&mut self, sample: &Sample, now: SystemTime) -> Counted {
+        self.counted = 0;
+        self.anchor = None;
+        self.count_plaintext(sample, now)
     }
 
     /// A new Envoy process. What the old one left uncounted can no longer be told
@@ -201,13 +221,16 @@ impl InboundState {
         sample: &Sample,
         prev_at: SystemTime,
         now: SystemTime,
-    ) -> u64 {
+    ) -> Counted {
         let left_over = unconfirmed(prev, self.counted);
-        self.counted = 0;
 
         let started = envoy_start(sample, now).max(prev_at);
         self.clean_since = self.clean_since.map(|c| c.max(started));
-        left_over + self.count_plaintext(None, sample)
+        let counted = self.count_new_process(sample, now);
+        Counted {
+            new: left_over + counted.new,
+            ..counted
+        }
     }
 
     /// Plaintext counted by a poll was opened at some moment since the previous poll;
@@ -310,8 +333,9 @@ impl InboundState {
         if self.clean_since.is_none() {
             let reason = format!(
                 "{} open connection(s) from before the first poll may be plaintext; \
-                 the next poll tells",
-                self.unconfirmed()
+                 a poll {} later tells",
+                self.unconfirmed(),
+                human(HANDSHAKE_LIMIT)
             );
             return (Verdict::InsufficientData, reason);
         }
@@ -341,6 +365,19 @@ impl InboundState {
         (Verdict::Ready, reason)
     }
 }
+
+/// Plaintext newly counted by one reading.
+struct Counted {
+    new: u64,
+    /// Whether the reading was compared with one at least [`HANDSHAKE_LIMIT`]
+    /// older, which tells every connection open back then apart.
+    settled: bool,
+}
+
+/// Longer than a mesh handshake takes, even on a loaded node. A connection
+/// still open and unexplained after this long is counted as plaintext; one
+/// whose handshake really takes longer is counted so too, a false alarm.
+pub const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Unexplained connections of a reading beyond those counted as plaintext.
 fn unconfirmed(sample: &Sample, counted: u64) -> u64 {

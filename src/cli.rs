@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::shard::Shard;
+
 /// Tells, inbound by inbound, when a Kuma workload can switch from Permissive to
 /// Strict mTLS without breaking anyone.
 #[derive(Debug, Parser)]
@@ -110,6 +112,11 @@ pub struct RunArgs {
     /// Also export per-dataplane series (higher cardinality).
     #[arg(long, env = "STRICTLY_PER_DATAPLANE")]
     pub per_dataplane: bool,
+
+    /// Read only shard INDEX of COUNT of the dataplanes, split by a stable hash of
+    /// mesh and name; run COUNT daemons, 0 to COUNT-1, to cover them all.
+    #[arg(long, env = "STRICTLY_SHARD", default_value = "0/1", value_name = "INDEX/COUNT", value_parser = shard)]
+    pub shard: Shard,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -156,6 +163,11 @@ pub struct DemoArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn shard(text: &str) -> Result<Shard, String> {
+    text.parse()
+        .map_err(|e: crate::shard::ShardError| e.to_string())
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -286,6 +298,7 @@ mod tests {
         assert_eq!(args.listen.to_string(), "0.0.0.0:9714");
         assert_eq!(args.log_format, LogFormat::Text);
         assert!(!args.per_dataplane);
+        assert_eq!(args.shard, Shard::ALL);
     }
 
     #[test]
@@ -297,7 +310,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag() {
-        let cases: [(&[&str], &str); 8] = [
+        let cases: [(&[&str], &str); 11] = [
             (&["--poll-interval", "soon"], "--poll-interval"),
             (&["--poll-interval", "0s"], "--poll-interval"),
             (&["--window", "0s"], "--window"),
@@ -309,6 +322,9 @@ mod tests {
             ),
             (&["--stale-after", "10s"], "--stale-after"),
             (&["--listen", "nowhere"], "--listen"),
+            (&["--shard", "2/2"], "--shard"),
+            (&["--shard", "0/0"], "--shard"),
+            (&["--shard", "1"], "--shard"),
         ];
         for (args, flag) in cases {
             let err = run(args).expect_err("must be refused");

@@ -62,7 +62,8 @@ impl Daemon {
             meshes: args.connection.meshes.clone(),
             services: args.connection.services.clone(),
         };
-        let poller = Poller::new(client, engine, selection, self_metrics, published.clone());
+        let poller = Poller::new(client, engine, selection, self_metrics, published.clone())
+            .with_shard(args.shard);
         Ok(Self {
             listener,
             app: Arc::new(App {

@@ -7,7 +7,8 @@
 //! - [`envoy`]: the parser for a sidecar's `/stats` text;
 //! - [`naming`]: which stat names belong to an inbound;
 //! - [`engine`]: counters to verdicts, pure, with time passed in;
-//! - [`poller`]: the poll loop that feeds the engine;
+//! - [`poller`]: the poll loop that feeds the engine, over this daemon's
+//!   [`shard`] of the dataplanes;
 //! - [`exporter`]: metrics, JSON API, status page and their HTTP server.
 //!
 //! [`cli`] holds the command line; [`daemon`] (`strictly run`), [`check`]
@@ -25,5 +26,6 @@ pub mod exporter;
 pub mod kuma;
 pub mod naming;
 pub mod poller;
+pub mod shard;
 pub mod sim;
 pub mod telemetry;

@@ -3,8 +3,13 @@
 //! One cycle runs at a time: a slow control plane stretches the cycle, it never piles
 //! up requests. Within a cycle the client keeps at most `--concurrency` requests in
 //! flight, and a dataplane the listing shows offline is not asked for stats at all.
+//!
+//! The listing asks the control plane for no more than the selection needs: only
+//! the selected meshes, and with `--service` only dataplanes tagged with one of
+//! the services. A daemon with `--shard` still lists every dataplane, since the
+//! API cannot filter by hash, and reads the stats of its own share only.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,9 +21,10 @@ use crate::engine::{Counters, Engine, InboundKey, Sample, Unavailable};
 use crate::envoy::stats::{self, StatQuery, StatValues};
 use crate::exporter::metrics::SelfMetrics;
 use crate::exporter::{Published, Snapshot};
-use crate::kuma::client::KumaClient;
+use crate::kuma::client::{KumaClient, KumaError};
 use crate::kuma::model::{DataplaneOverview, Mesh};
 use crate::naming::{self, InboundStats, Protocol};
+use crate::shard::Shard;
 
 /// Stats present in every Envoy dump; a body with neither is not Envoy stats.
 const SERVER_LIVE: &str = "server.live";
@@ -38,6 +44,19 @@ impl Selection {
     fn service(&self, name: &str) -> bool {
         self.services.is_empty() || self.services.iter().any(|s| s == name)
     }
+
+    /// Whether a dataplane has an inbound of a selected service; exact, unlike
+    /// the control plane's tag filter.
+    fn serves_any(&self, dataplane: &DataplaneOverview) -> bool {
+        self.services.is_empty()
+            || dataplane
+                .dataplane
+                .networking
+                .inbound
+                .iter()
+                .filter_map(|i| i.service())
+                .any(|s| self.service(s))
+    }
 }
 
 /// One dataplane to read, with the stat names of its selected inbounds.
@@ -46,6 +65,7 @@ struct Target {
     mesh: String,
     name: String,
     online: bool,
+    /// The mesh has an mTLS backend or the sidecar holds a certificate.
     mtls_enabled: bool,
     inbounds: Vec<TargetInbound>,
 }
@@ -81,6 +101,7 @@ pub struct Poller {
     client: KumaClient,
     engine: Engine,
     selection: Selection,
+    shard: Shard,
     metrics: SelfMetrics,
     published: Published,
     exported_meshes: HashSet<String>,
@@ -99,6 +120,7 @@ impl Poller {
             client,
             engine,
             selection,
+            shard: Shard::ALL,
             metrics,
             published,
             exported_meshes: HashSet::new(),
@@ -119,6 +141,14 @@ impl Poller {
         if let Some(report) = &self.progress {
             report(progress);
         }
+    }
+
+    /// Limits the poller to one shard of the dataplanes.
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self.metrics.shard_index.set(i64::from(shard.index()));
+        self.metrics.shard_count.set(i64::from(shard.count()));
+        self
     }
 
     /// Runs one cycle per `interval` until `shutdown` completes. A cycle in flight
@@ -217,7 +247,7 @@ impl Poller {
         listing.up = true;
         for mesh in meshes.iter().filter(|m| self.selection.mesh(&m.name)) {
             self.report_progress(Progress::Listing { mesh: &mesh.name });
-            match self.client.dataplanes(&mesh.name).await {
+            match self.list_mesh(&mesh.name).await {
                 Ok(dataplanes) => self.add_mesh(&mut listing, mesh, &dataplanes),
                 Err(err) => {
                     warn!(mesh = %mesh.name, error = %err, "listing dataplanes failed");
@@ -237,9 +267,31 @@ impl Poller {
         listing
     }
 
+    /// The dataplanes of a mesh the selection may want. With `--service` the
+    /// control plane narrows the list, one request per service; a dataplane with
+    /// inbounds of two selected services comes back twice and is kept once.
+    async fn list_mesh(&self, mesh: &str) -> Result<Vec<DataplaneOverview>, KumaError> {
+        if self.selection.services.is_empty() {
+            return self.client.dataplanes(mesh).await;
+        }
+        let services: BTreeSet<&String> = self.selection.services.iter().collect();
+        let mut found = BTreeMap::new();
+        for service in services {
+            for dataplane in self.client.dataplanes_of_service(mesh, service).await? {
+                found.entry(dataplane.name.clone()).or_insert(dataplane);
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Takes in a mesh's listing: the sidecars of this shard that serve a selected
+    /// service become targets, and their number is what `strictly_dataplanes` shows.
     fn add_mesh(&self, listing: &mut Listing, mesh: &Mesh, dataplanes: &[DataplaneOverview]) {
-        let sidecars: Vec<&DataplaneOverview> =
-            dataplanes.iter().filter(|d| d.is_sidecar()).collect();
+        let sidecars: Vec<&DataplaneOverview> = dataplanes
+            .iter()
+            .filter(|d| d.is_sidecar() && self.shard.owns(&mesh.name, &d.name))
+            .filter(|d| self.selection.serves_any(d))
+            .collect();
         listing.complete_meshes.insert(mesh.name.clone());
         listing.sidecars_per_mesh.insert(
             mesh.name.clone(),
@@ -278,18 +330,25 @@ impl Poller {
             mesh: mesh.name.clone(),
             name: dataplane.name.clone(),
             online: dataplane.is_online(),
-            mtls_enabled: mesh.mtls_enabled(),
+            mtls_enabled: mesh.mtls_enabled() || dataplane.has_certificate(),
             inbounds,
         }
     }
 
-    /// Reads every online target's stats, at most `--concurrency` at once (the client
-    /// enforces it), parsing each body in its own task as soon as it arrives.
+    /// Reads the stats of every target that can have an answer, at most
+    /// `--concurrency` at once (the client enforces it), parsing each body in its
+    /// own task as soon as it arrives. An offline sidecar cannot answer, and one
+    /// without mTLS has no counter that could change the verdict, so neither
+    /// costs the control plane a request.
     async fn read_all(&mut self, targets: Vec<Target>) {
         let mut reads = JoinSet::new();
         for target in targets {
             if !target.online {
-                self.offline(&target);
+                self.unavailable(&target, Unavailable::Offline);
+                continue;
+            }
+            if !target.mtls_enabled {
+                self.unavailable(&target, Unavailable::MtlsDisabled);
                 continue;
             }
             let client = self.client.clone();
@@ -311,14 +370,11 @@ impl Poller {
         }
     }
 
-    fn offline(&mut self, target: &Target) {
+    fn unavailable(&mut self, target: &Target, why: Unavailable) {
+        let now = SystemTime::now();
         for inbound in &target.inbounds {
-            self.engine.unavailable(
-                &inbound.key,
-                &inbound.service,
-                Unavailable::Offline,
-                SystemTime::now(),
-            );
+            self.engine
+                .unavailable(&inbound.key, &inbound.service, why.clone(), now);
         }
     }
 

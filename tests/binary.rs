@@ -116,10 +116,11 @@ async fn reads_flags_from_the_environment_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn a_bad_flag_exits_2_naming_the_flag_before_binding() {
-    let cases: [(&str, &str, &str); 3] = [
+    let cases: [(&str, &str, &str); 4] = [
         ("STRICTLY_POLL_INTERVAL", "often", "--poll-interval"),
         ("STRICTLY_KUMA_URL", "ftp://kuma", "--kuma-url"),
         ("STRICTLY_CONCURRENCY", "0", "--concurrency"),
+        ("STRICTLY_SHARD", "3/3", "--shard"),
     ];
     for (var, value, flag) in cases {
         let output = Command::new(BIN)

@@ -502,3 +502,46 @@ async fn readyz_waits_for_the_first_cycle() {
     drop(silent);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_daemons_export_only_their_share() {
+    let cp = one_mesh(fleet("default", 40)).await;
+    let shards = [
+        start_daemon(&cp.url(), &["--shard", "0/2", "--per-dataplane"]).await,
+        start_daemon(&cp.url(), &["--shard", "1/2", "--per-dataplane"]).await,
+    ];
+
+    let mut seen = std::collections::BTreeSet::new();
+    let mut dataplanes = 0.0;
+    for (index, daemon) in (0u32..).zip(&shards) {
+        daemon.cycles(1).await;
+        let (_, metrics) = daemon.get("/metrics").await;
+        assert_eq!(sample(&metrics, "strictly_shard"), Some(index.into()));
+        assert_eq!(sample(&metrics, "strictly_shards"), Some(2.0));
+        dataplanes += sample(&metrics, "strictly_dataplanes{mesh=\"default\"}").unwrap_or(0.0);
+
+        let exported: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("strictly_safe_to_strict{"))
+            .filter_map(|l| l.split("dataplane=\"").nth(1)?.split('"').next())
+            .collect();
+        assert!(!exported.is_empty(), "shard {index} exports nothing");
+        for name in exported {
+            assert_eq!(
+                strictly::shard::shard_of("default", name, 2),
+                index,
+                "{name}"
+            );
+            assert!(seen.insert(name.to_string()), "{name} exported twice");
+        }
+    }
+    assert_eq!(seen.len(), 40, "the shards together cover the fleet");
+    assert_eq!(
+        dataplanes, 40.0,
+        "strictly_dataplanes adds up across shards"
+    );
+    for daemon in shards {
+        daemon.stop().await;
+    }
+    cp.shutdown().await;
+}

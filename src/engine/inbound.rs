@@ -14,6 +14,10 @@ pub enum Unavailable {
     Offline,
     /// The stats request failed; the text says how.
     StatsFailed(String),
+    /// Neither the mesh nor the sidecar has mTLS, so the sidecar is not read: with
+    /// no TLS on the inbound every connection is plaintext, and Strict would
+    /// refuse them all.
+    MtlsDisabled,
 }
 
 /// What one successful observation changed, for the caller to log.
@@ -298,7 +302,7 @@ impl InboundState {
         now: SystemTime,
     ) -> (Verdict, String) {
         if let Some(why) = &self.unavailable {
-            return (Verdict::Unknown, unavailable_reason(why));
+            return unavailable_verdict(why);
         }
         let Some((last_at, sample)) = &self.last else {
             return (Verdict::Unknown, "not polled successfully yet".to_string());
@@ -393,10 +397,19 @@ fn envoy_start(sample: &Sample, now: SystemTime) -> SystemTime {
         .unwrap_or(now)
 }
 
-fn unavailable_reason(why: &Unavailable) -> String {
+fn unavailable_verdict(why: &Unavailable) -> (Verdict, String) {
+    let unknown = |reason: String| (Verdict::Unknown, reason);
     match why {
-        Unavailable::Offline => "the control plane lists this dataplane as offline".to_string(),
-        Unavailable::StatsFailed(err) => format!("stats could not be read: {err}"),
+        Unavailable::Offline => {
+            unknown("the control plane lists this dataplane as offline".to_string())
+        }
+        Unavailable::StatsFailed(err) => unknown(format!("stats could not be read: {err}")),
+        Unavailable::MtlsDisabled => (
+            Verdict::Plaintext,
+            "mTLS looks disabled in this mesh and the sidecar has no certificate, so every \
+             connection is plaintext; its stats are read once mTLS is enabled"
+                .to_string(),
+        ),
     }
 }
 

@@ -26,6 +26,8 @@ pub struct SelfMetrics {
     pub poll_duration: Histogram,
     pub poll_errors: Family<[(&'static str, &'static str); 1], Counter>,
     pub dataplanes: Family<[(&'static str, String); 1], Gauge>,
+    pub shard_index: Gauge,
+    pub shard_count: Gauge,
 }
 
 impl SelfMetrics {
@@ -45,7 +47,10 @@ pub fn registry(published: Published, per_dataplane: bool) -> (Registry, SelfMet
         poll_duration: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
         poll_errors: Family::default(),
         dataplanes: Family::default(),
+        shard_index: Gauge::default(),
+        shard_count: Gauge::default(),
     };
+    metrics.shard_count.set(1);
 
     registry.register(
         "strictly_up",
@@ -72,8 +77,19 @@ pub fn registry(published: Published, per_dataplane: bool) -> (Registry, SelfMet
     }
     registry.register(
         "strictly_dataplanes",
-        "Sidecar dataplanes known per mesh",
+        "Sidecar dataplanes this daemon reads per mesh (its shard, its services)",
         metrics.dataplanes.clone(),
+    );
+    // What a query that joins several shards needs to tell that all of them report.
+    registry.register(
+        "strictly_shard",
+        "The shard of the dataplanes this daemon reads, from 0",
+        metrics.shard_index.clone(),
+    );
+    registry.register(
+        "strictly_shards",
+        "How many shards the dataplanes are split into",
+        metrics.shard_count.clone(),
     );
     let build_info: Family<[(&'static str, &'static str); 1], Gauge> = Family::default();
     build_info

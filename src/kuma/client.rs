@@ -46,6 +46,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// file system out of the per-request path.
 const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 
+/// The tag that names the service an inbound belongs to.
+const SERVICE_TAG: &str = "kuma.io/service";
+
 /// How much of an error answer is read to find Kuma's `title` and `detail`.
 const ERROR_BODY_BYTES: usize = 64 * 1024;
 
@@ -129,13 +132,31 @@ impl KumaClient {
 
     /// Every mesh (`GET /meshes`, all pages).
     pub async fn meshes(&self) -> Result<Vec<Mesh>, KumaError> {
-        self.list(&["meshes"]).await
+        self.list(&["meshes"], None).await
     }
 
     /// Every dataplane of a mesh with its insight
     /// (`GET /meshes/{mesh}/dataplanes/_overview`, all pages).
     pub async fn dataplanes(&self, mesh: &str) -> Result<Vec<DataplaneOverview>, KumaError> {
-        self.list(&["meshes", mesh, "dataplanes", "_overview"])
+        self.list(&["meshes", mesh, "dataplanes", "_overview"], None)
+            .await
+    }
+
+    /// The dataplanes of a mesh that may serve `service`, narrowed by the control
+    /// plane with `tag=kuma.io/service:<service>`.
+    ///
+    /// Kuma matches a tag value as a substring (`redis` also finds `redis-cache`),
+    /// so the answer is a superset and the caller must still compare exactly.
+    /// Kuma 2.x matches the tag against inbound and gateway tags; the unreleased
+    /// Kuma 3 matches labels instead, where `kuma.io/service` does not appear, so
+    /// there the list comes back empty.
+    pub async fn dataplanes_of_service(
+        &self,
+        mesh: &str,
+        service: &str,
+    ) -> Result<Vec<DataplaneOverview>, KumaError> {
+        let tag = format!("{SERVICE_TAG}:{service}");
+        self.list(&["meshes", mesh, "dataplanes", "_overview"], Some(&tag))
             .await
     }
 
@@ -151,14 +172,18 @@ impl KumaClient {
     /// Reads every page of a list: the offset is taken out of each `next` link and
     /// the request re-issued against our own base URL, because Kuma builds `next`
     /// from the request's `Host` header, which is wrong behind a port-forward.
-    async fn list<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<Vec<T>, KumaError> {
+    async fn list<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        tag: Option<&str>,
+    ) -> Result<Vec<T>, KumaError> {
         let mut items = Vec::new();
         let mut offset: Option<String> = None;
         let mut seen = HashSet::new();
 
         loop {
             let mut url = self.url(segments)?;
-            set_page(&mut url, offset.as_deref());
+            set_query(&mut url, tag, offset.as_deref());
             let path = path_of(&url);
             let page: Page<T> = self.get_json(url).await?;
 
@@ -365,9 +390,13 @@ fn load_ca(path: &Path) -> Result<Vec<Certificate>, KumaError> {
     Ok(certs)
 }
 
-/// Sets `size` and `offset`, the only query a list request carries.
-fn set_page(url: &mut Url, offset: Option<&str>) {
+/// Sets the query of a list request: the tag filter, if any, then `size` and
+/// `offset`.
+fn set_query(url: &mut Url, tag: Option<&str>, offset: Option<&str>) {
     let mut query = url.query_pairs_mut();
+    if let Some(tag) = tag {
+        query.append_pair("tag", tag);
+    }
     query.append_pair("size", &PAGE_SIZE.to_string());
     if let Some(offset) = offset {
         query.append_pair("offset", offset);
@@ -614,8 +643,20 @@ mod tests {
     fn list_query_carries_size_and_offset() {
         let client = client("http://127.0.0.1:5681");
         let mut url = client.url(&["meshes"]).expect("plain name");
-        set_page(&mut url, Some("1000"));
+        set_query(&mut url, None, Some("1000"));
 
         assert_eq!(path_of(&url), "/meshes?size=1000&offset=1000");
+    }
+
+    #[test]
+    fn a_tag_filter_is_percent_encoded() {
+        let client = client("http://127.0.0.1:5681");
+        let mut url = client.url(&["meshes"]).expect("plain name");
+        set_query(&mut url, Some("kuma.io/service:a b&c"), None);
+
+        assert_eq!(
+            path_of(&url),
+            "/meshes?tag=kuma.io%2Fservice%3Aa+b%26c&size=1000"
+        );
     }
 }

@@ -143,6 +143,10 @@ pub struct DataplaneInsight {
     pub subscriptions: Vec<Subscription>,
     #[serde(default)]
     pub metadata: Option<InsightMetadata>,
+    /// Present while the proxy holds mesh certificates: through the mesh's CA
+    /// backend or, from Kuma 2.12, a MeshIdentity even in a mesh without mTLS.
+    #[serde(default, rename = "mTLS")]
+    pub mtls: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -168,6 +172,11 @@ impl DataplaneOverview {
                 .iter()
                 .any(|s| s.connect_time.is_some() && s.disconnect_time.is_none())
         })
+    }
+
+    /// Whether the proxy holds mesh certificates, so its inbounds can do mTLS.
+    pub fn has_certificate(&self) -> bool {
+        self.insight.as_ref().is_some_and(|i| i.mtls.is_some())
     }
 
     /// Whether the proxy advertises the unified resource naming feature.

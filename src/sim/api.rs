@@ -4,6 +4,7 @@
 //! The errors are Kuma's own: its `/std-errors` JSON with the titles and details
 //! its API server uses, and go-restful's plain 404 for a path it has no route for.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -208,13 +209,29 @@ fn list_overviews(world: &World, request: &ApiRequest, mesh: &str) -> Answer {
     let Some(mesh_info) = world.mesh(mesh) else {
         return Answer::kuma_error(404, "Failed to retrieve Mesh", "Not found");
     };
-    let dataplanes: Vec<_> = world.dataplanes(mesh).collect();
+    let tags = tag_filter(request);
+    let dataplanes: Vec<_> = world
+        .dataplanes(mesh)
+        .filter(|d| d.matches_tags_fuzzy(&tags))
+        .collect();
     paged(world, request, dataplanes.len(), |range| {
         dataplanes[range]
             .iter()
             .map(|d| json::overview(d, Some(mesh_info)))
             .collect()
     })
+}
+
+/// The `tag=key:value` parameters as Kuma reads them: split at the first `:`,
+/// a parameter without one ignored, a repeated key keeping its last value.
+fn tag_filter(request: &ApiRequest) -> BTreeMap<String, String> {
+    request
+        .query
+        .iter()
+        .filter(|(key, _)| key == "tag")
+        .filter_map(|(_, value)| value.split_once(':'))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
 }
 
 fn get_overview(world: &World, mesh: &str, name: &str) -> Answer {
@@ -241,6 +258,7 @@ fn admin(
         return Answer::kuma_error(404, "Could not execute admin operation", "Not found");
     }
     let mesh_info = world.mesh(mesh).cloned();
+    let padding = world.stats_padding.clone();
     let Some(dataplane) = world.dataplane_mut(mesh, name) else {
         return Answer::kuma_error(404, "Could not get dataplane resource", "Not found");
     };
@@ -256,7 +274,10 @@ fn admin(
         Reply::Normal => {
             let uptime = dataplane.uptime(now).as_secs();
             let text = render_stats(dataplane, mesh_info.as_ref(), uptime, used_only(request));
-            Answer::text(StatusCode::OK, text)
+            Answer {
+                payload: Payload::Parts(vec![padding, Bytes::from(text)]),
+                ..Answer::text(StatusCode::OK, Bytes::new())
+            }
         }
         reply => Answer::from_reply(reply, request),
     };
@@ -395,7 +416,7 @@ fn decode_segment(segment: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{SimDataplane, SimInbound, SimMesh};
+    use crate::sim::{ProxyKind, SimDataplane, SimInbound, SimMesh};
 
     fn get(path_and_query: &str) -> ApiRequest {
         let uri: hyper::Uri = path_and_query.parse().expect("test URI parses");
@@ -405,8 +426,17 @@ mod tests {
     fn body(answer: &Answer) -> Value {
         match &answer.payload {
             Payload::Full(bytes) => serde_json::from_slice(bytes).expect("JSON answer"),
-            Payload::Filler(_) => panic!("filler is not JSON"),
+            Payload::Parts(_) | Payload::Filler(_) => panic!("not a JSON answer"),
         }
+    }
+
+    fn names(answer: &Answer) -> Vec<String> {
+        let page = body(answer);
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .filter_map(|i| i["name"].as_str().map(str::to_string))
+            .collect()
     }
 
     fn world(dataplanes: usize) -> World {
@@ -600,6 +630,50 @@ mod tests {
 
         assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(answer.relay_from, None);
+    }
+
+    #[test]
+    fn tag_filter_matches_substrings_on_one_inbound_or_the_gateway() {
+        let mut world = world(0);
+        let sidecar = |name: &str, inbounds: &[(&str, &str)]| {
+            inbounds.iter().enumerate().fold(
+                SimDataplane::sidecar("default", name, "10.42.0.2"),
+                |dp, (i, (service, version))| {
+                    let inbound = SimInbound::tcp(8080 + i as u16, service).tag("version", version);
+                    dp.inbound(inbound)
+                },
+            )
+        };
+        world.add_dataplane(sidecar("redis-0.shop", &[("redis_shop_svc_6379", "v1")]));
+        world.add_dataplane(sidecar("cache-0.shop", &[("redis-cache", "v2")]));
+        world.add_dataplane(sidecar(
+            "web-0.shop",
+            &[("web", "v1"), ("redis-admin", "v2")],
+        ));
+        world.add_dataplane(SimDataplane::gateway(
+            "default",
+            "edge-gw.shop",
+            "10.42.0.3",
+            ProxyKind::DelegatedGateway,
+        ));
+        let mut list = |query: &str| {
+            let path = format!("/meshes/default/dataplanes/_overview?{query}");
+            names(&answer(&mut world, &get(&path), Instant::now()))
+        };
+
+        assert_eq!(list("tag=kuma.io/service:redis").len(), 3);
+        assert_eq!(
+            list("tag=kuma.io/service:redis-"),
+            ["cache-0.shop", "web-0.shop"]
+        );
+        assert_eq!(
+            list("tag=kuma.io/service:redis&tag=version:v1"),
+            ["redis-0.shop"],
+            "both tags on the same inbound"
+        );
+        assert_eq!(list("tag=kuma.io/service:edg"), ["edge-gw.shop"]);
+        assert_eq!(list("tag=kuma.io/service").len(), 4, "no colon: ignored");
+        assert_eq!(list("tag=kuma.io/service:nothing&size=1").len(), 0);
     }
 
     #[test]

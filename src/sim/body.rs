@@ -21,6 +21,8 @@ const FILLER_CHUNK: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Payload {
     Full(Bytes),
+    /// These pieces one after the other, sent without copying them together.
+    Parts(Vec<Bytes>),
     /// This many bytes of filler, length not announced.
     Filler(u64),
 }
@@ -32,14 +34,23 @@ pub(crate) struct SimBody {
 }
 
 enum State {
-    Full(Option<Bytes>),
-    Filler { remaining: u64, chunk: Bytes },
+    /// What is left to send, last piece first.
+    Full(Vec<Bytes>),
+    Filler {
+        remaining: u64,
+        chunk: Bytes,
+    },
 }
 
 impl SimBody {
     pub(crate) fn new(payload: Payload, load: Arc<LoadCounters>) -> Self {
         let state = match payload {
-            Payload::Full(bytes) => State::Full(Some(bytes)),
+            Payload::Full(bytes) => State::Full(vec![bytes]),
+            Payload::Parts(mut parts) => {
+                parts.retain(|part| !part.is_empty());
+                parts.reverse();
+                State::Full(parts)
+            }
             Payload::Filler(remaining) => State::Filler {
                 remaining,
                 chunk: filler_chunk(),
@@ -50,7 +61,7 @@ impl SimBody {
 
     fn next_chunk(&mut self) -> Option<Bytes> {
         match &mut self.state {
-            State::Full(bytes) => bytes.take(),
+            State::Full(parts) => parts.pop(),
             State::Filler { remaining, chunk } => {
                 let size = (*remaining).min(chunk.len() as u64) as usize;
                 *remaining -= size as u64;
@@ -78,7 +89,7 @@ impl Body for SimBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.state {
-            State::Full(bytes) => bytes.is_none(),
+            State::Full(parts) => parts.is_empty(),
             State::Filler { remaining, .. } => *remaining == 0,
         }
     }
@@ -87,9 +98,7 @@ impl Body for SimBody {
     /// filler, so it goes out chunked and a client learns its size only by reading.
     fn size_hint(&self) -> SizeHint {
         match &self.state {
-            State::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
+            State::Full(parts) => SizeHint::with_exact(parts.iter().map(|b| b.len() as u64).sum()),
             State::Filler { .. } => SizeHint::default(),
         }
     }

@@ -137,11 +137,7 @@ fn networking(dataplane: &SimDataplane) -> Value {
 /// A gateway's tags; `DELEGATED` is the enum's zero value, so only a builtin
 /// gateway names its type.
 fn gateway(dataplane: &SimDataplane) -> Value {
-    let service = dataplane
-        .labels
-        .get("app")
-        .map_or(dataplane.name.as_str(), String::as_str);
-    let mut gateway = json!({"tags": {"kuma.io/service": service}});
+    let mut gateway = json!({"tags": {"kuma.io/service": dataplane.gateway_service()}});
     if dataplane.kind == ProxyKind::BuiltinGateway {
         gateway["type"] = "BUILTIN".into();
     }

@@ -361,6 +361,32 @@ impl SimDataplane {
         self.uptime_at_start + now.saturating_duration_since(self.started)
     }
 
+    /// Kuma's `tag=` filter: whether one inbound, or the gateway, carries every
+    /// given tag with the given value as a substring of its own.
+    pub(crate) fn matches_tags_fuzzy(&self, wanted: &BTreeMap<String, String>) -> bool {
+        let matches = |tags: &BTreeMap<String, String>| {
+            wanted
+                .iter()
+                .all(|(key, value)| tags.get(key).is_some_and(|v| v.contains(value.as_str())))
+        };
+        match self.kind {
+            ProxyKind::Sidecar => self.inbounds.iter().any(|i| matches(&i.tags)),
+            ProxyKind::BuiltinGateway | ProxyKind::DelegatedGateway => {
+                matches(&BTreeMap::from([(
+                    "kuma.io/service".to_string(),
+                    self.gateway_service().to_string(),
+                )]))
+            }
+        }
+    }
+
+    /// The service a gateway's tags name: its `app` label, else its name.
+    pub(crate) fn gateway_service(&self) -> &str {
+        self.labels
+            .get("app")
+            .map_or(self.name.as_str(), String::as_str)
+    }
+
     /// Whether the proxy advertises a feature.
     pub fn has_feature(&self, feature: &str) -> bool {
         self.features.iter().any(|f| f == feature)
@@ -463,6 +489,8 @@ pub struct World {
     pub(crate) token: Option<String>,
     pub(crate) next_host: Option<String>,
     pub(crate) overrides: HashMap<String, Reply>,
+    /// Stat lines served before every sidecar's own; empty by default.
+    pub(crate) stats_padding: Bytes,
 }
 
 impl World {
@@ -551,6 +579,15 @@ impl World {
     /// as a control plane behind a port-forward or proxy does.
     pub fn lie_about_host(&mut self, host: Option<&str>) -> &mut Self {
         self.next_host = host.map(str::to_string);
+        self
+    }
+
+    /// Serves these stat lines ahead of every sidecar's rendered `/stats`: the
+    /// outbound clusters a big sidecar carries, so that load measurements move
+    /// bodies of a real size. They must end in a newline and must not name a
+    /// stat the rendering writes, as the first line of a name wins.
+    pub fn pad_stats(&mut self, lines: impl Into<Bytes>) -> &mut Self {
+        self.stats_padding = lines.into();
         self
     }
 

@@ -173,14 +173,14 @@ impl Collector for InboundCollector {
             "Inbound TLS handshakes that failed (already broken today)",
             |s| s.totals.failed,
         )?;
-        gauge_f64(
+        gauge(
             &mut encoder,
             &series,
             "strictly_last_plaintext_timestamp_seconds",
             "Unix time strictly last saw a plaintext connection opened; 0 if never",
             |s| s.last_plaintext.map_or(0.0, unix_seconds),
         )?;
-        gauge_f64(
+        gauge(
             &mut encoder,
             &series,
             "strictly_clean_seconds",
@@ -237,32 +237,32 @@ fn replica_series(labels: Vec<(&'static str, String)>, status: &InboundStatus) -
     }
 }
 
-fn gauge(
+/// One family of per-inbound series; `metric` turns a series into its value.
+fn family<M: EncodeMetric>(
     encoder: &mut DescriptorEncoder,
     series: &[Series],
-    name: &str,
-    help: &str,
-    value: impl Fn(&Series) -> i64,
+    (name, help, kind): (&str, &str, MetricType),
+    metric: impl Fn(&Series) -> M,
 ) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
     for s in series {
-        ConstGauge::new(value(s)).encode(family.encode_family(&s.labels)?)?;
+        metric(s).encode(family.encode_family(&s.labels)?)?;
     }
     Ok(())
 }
 
-fn gauge_f64(
+fn gauge<N>(
     encoder: &mut DescriptorEncoder,
     series: &[Series],
     name: &str,
     help: &str,
-    value: impl Fn(&Series) -> f64,
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for s in series {
-        ConstGauge::new(value(s)).encode(family.encode_family(&s.labels)?)?;
-    }
-    Ok(())
+    value: impl Fn(&Series) -> N,
+) -> Result<(), std::fmt::Error>
+where
+    ConstGauge<N>: EncodeMetric,
+{
+    let kind = (name, help, MetricType::Gauge);
+    family(encoder, series, kind, |s| ConstGauge::new(value(s)))
 }
 
 fn counter(
@@ -272,11 +272,8 @@ fn counter(
     help: &str,
     value: impl Fn(&Series) -> u64,
 ) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for s in series {
-        ConstCounter::new(value(s)).encode(family.encode_family(&s.labels)?)?;
-    }
-    Ok(())
+    let kind = (name, help, MetricType::Counter);
+    family(encoder, series, kind, |s| ConstCounter::new(value(s)))
 }
 
 /// The verdict as a state set: one series per possible verdict, 1 for the current.

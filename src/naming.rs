@@ -112,23 +112,54 @@ pub fn naming_of(dataplane: &DataplaneOverview, mesh: &Mesh) -> Naming {
     }
 }
 
+/// The three scopes an inbound's stats live in, from which [`InboundScopes::stats`]
+/// spells out the names: a quarter of their size, for keeping many inbounds
+/// between listing and reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundScopes {
+    pub protocol: Protocol,
+    listener: String,
+    cluster: String,
+    rbac: String,
+}
+
+impl InboundScopes {
+    pub fn stats(&self) -> InboundStats {
+        InboundStats::new(self.protocol, &self.listener, &self.cluster, &self.rbac)
+    }
+}
+
 /// Resolves the stat names of one inbound of a dataplane.
 pub fn inbound_stats(
     dataplane: &DataplaneOverview,
     inbound: &Inbound,
     naming: Naming,
 ) -> InboundStats {
+    inbound_scopes(dataplane, inbound, naming).stats()
+}
+
+/// Resolves the scopes of one inbound of a dataplane.
+pub fn inbound_scopes(
+    dataplane: &DataplaneOverview,
+    inbound: &Inbound,
+    naming: Naming,
+) -> InboundScopes {
     let protocol = Protocol::from_kuma(inbound.protocol());
     match naming {
         Naming::Legacy => legacy(dataplane, inbound, protocol),
         Naming::Unified => {
             let name = format!("self_inbound_dp_{}", unified_section(dataplane, inbound));
-            InboundStats::new(protocol, &name, &name, &name)
+            InboundScopes {
+                protocol,
+                listener: name.clone(),
+                cluster: name.clone(),
+                rbac: name,
+            }
         }
     }
 }
 
-fn legacy(dataplane: &DataplaneOverview, inbound: &Inbound, protocol: Protocol) -> InboundStats {
+fn legacy(dataplane: &DataplaneOverview, inbound: &Inbound, protocol: Protocol) -> InboundScopes {
     let address = inbound
         .address
         .as_deref()
@@ -139,7 +170,12 @@ fn legacy(dataplane: &DataplaneOverview, inbound: &Inbound, protocol: Protocol) 
     let listener = format!("{host}_{}", inbound.port).replace(':', "_");
     let cluster = format!("localhost_{workload_port}");
     let rbac = sanitize(&format!("inbound:{host}:{}", inbound.port));
-    InboundStats::new(protocol, &listener, &cluster, &rbac)
+    InboundScopes {
+        protocol,
+        listener,
+        cluster,
+        rbac,
+    }
 }
 
 /// An address as it stands before a port: IPv6 in brackets. Envoy names a listener's

@@ -18,12 +18,12 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::engine::{Counters, Engine, InboundKey, Sample, Unavailable};
-use crate::envoy::stats::{self, StatQuery, StatValues};
+use crate::envoy::stats::{StatQuery, StatReader, StatValues};
 use crate::exporter::metrics::SelfMetrics;
 use crate::exporter::{Published, Snapshot};
 use crate::kuma::client::{KumaClient, KumaError};
 use crate::kuma::model::{DataplaneOverview, Mesh};
-use crate::naming::{self, InboundStats, Protocol};
+use crate::naming::{self, InboundScopes, InboundStats, Protocol};
 use crate::shard::Shard;
 
 /// Stats present in every Envoy dump; a body with neither is not Envoy stats.
@@ -59,7 +59,9 @@ impl Selection {
     }
 }
 
-/// One dataplane to read, with the stat names of its selected inbounds.
+/// One dataplane to read, with the stat scopes of its selected inbounds. A big
+/// mesh holds one per sidecar for a whole cycle, so it keeps no more than the
+/// read needs.
 #[derive(Debug)]
 struct Target {
     mesh: String,
@@ -72,9 +74,19 @@ struct Target {
 
 #[derive(Debug)]
 struct TargetInbound {
-    key: InboundKey,
+    port: u16,
     service: String,
-    stats: InboundStats,
+    scopes: InboundScopes,
+}
+
+impl Target {
+    fn key(&self, inbound: &TargetInbound) -> InboundKey {
+        InboundKey {
+            mesh: self.mesh.clone(),
+            dataplane: self.name.clone(),
+            port: inbound.port,
+        }
+    }
 }
 
 /// What the listing step found.
@@ -95,6 +107,20 @@ pub enum Progress<'a> {
 }
 
 type ProgressFn = Box<dyn Fn(Progress<'_>) + Send + Sync>;
+
+impl Listing {
+    /// Takes in the sidecars of a mesh whose listing succeeded; their number is
+    /// what `strictly_dataplanes` shows, and those with a selected inbound are read.
+    fn add_mesh(&mut self, mesh: &str, targets: Vec<Target>) {
+        self.complete_meshes.insert(mesh.to_string());
+        self.sidecars_per_mesh.insert(
+            mesh.to_string(),
+            i64::try_from(targets.len()).unwrap_or(i64::MAX),
+        );
+        self.targets
+            .extend(targets.into_iter().filter(|t| !t.inbounds.is_empty()));
+    }
+}
 
 /// The poll loop's state: the client, the engine and where results go.
 pub struct Poller {
@@ -247,8 +273,8 @@ impl Poller {
         listing.up = true;
         for mesh in meshes.iter().filter(|m| self.selection.mesh(&m.name)) {
             self.report_progress(Progress::Listing { mesh: &mesh.name });
-            match self.list_mesh(&mesh.name).await {
-                Ok(dataplanes) => self.add_mesh(&mut listing, mesh, &dataplanes),
+            match self.list_mesh(mesh).await {
+                Ok(targets) => listing.add_mesh(&mesh.name, targets),
                 Err(err) => {
                     warn!(mesh = %mesh.name, error = %err, "listing dataplanes failed");
                     self.metrics.poll_error(err.reason());
@@ -267,42 +293,39 @@ impl Poller {
         listing
     }
 
-    /// The dataplanes of a mesh the selection may want. With `--service` the
-    /// control plane narrows the list, one request per service; a dataplane with
-    /// inbounds of two selected services comes back twice and is kept once.
-    async fn list_mesh(&self, mesh: &str) -> Result<Vec<DataplaneOverview>, KumaError> {
+    /// The sidecars of a mesh this daemon reads: those of its shard that serve a
+    /// selected service. Each page of the listing is turned into targets as it
+    /// arrives, so the full overviews of a big mesh are never all in memory. With
+    /// `--service` the control plane narrows the list, one listing per service;
+    /// a sidecar with inbounds of two selected services comes back twice and is
+    /// kept once.
+    async fn list_mesh(&self, mesh: &Mesh) -> Result<Vec<Target>, KumaError> {
+        let mut targets = Vec::new();
+        let mut seen = HashSet::new();
+        let mut take = |page: Vec<DataplaneOverview>| {
+            let selected = page
+                .iter()
+                .filter(|d| d.is_sidecar() && self.shard.owns(&mesh.name, &d.name))
+                .filter(|d| self.selection.serves_any(d));
+            for dataplane in selected {
+                if self.selection.services.len() < 2 || seen.insert(dataplane.name.clone()) {
+                    targets.push(self.target(mesh, dataplane));
+                }
+            }
+        };
+
         if self.selection.services.is_empty() {
-            return self.client.dataplanes(mesh).await;
+            self.client
+                .dataplane_pages(&mesh.name, None, &mut take)
+                .await?;
         }
         let services: BTreeSet<&String> = self.selection.services.iter().collect();
-        let mut found = BTreeMap::new();
         for service in services {
-            for dataplane in self.client.dataplanes_of_service(mesh, service).await? {
-                found.entry(dataplane.name.clone()).or_insert(dataplane);
-            }
+            self.client
+                .dataplane_pages(&mesh.name, Some(service), &mut take)
+                .await?;
         }
-        Ok(found.into_values().collect())
-    }
-
-    /// Takes in a mesh's listing: the sidecars of this shard that serve a selected
-    /// service become targets, and their number is what `strictly_dataplanes` shows.
-    fn add_mesh(&self, listing: &mut Listing, mesh: &Mesh, dataplanes: &[DataplaneOverview]) {
-        let sidecars: Vec<&DataplaneOverview> = dataplanes
-            .iter()
-            .filter(|d| d.is_sidecar() && self.shard.owns(&mesh.name, &d.name))
-            .filter(|d| self.selection.serves_any(d))
-            .collect();
-        listing.complete_meshes.insert(mesh.name.clone());
-        listing.sidecars_per_mesh.insert(
-            mesh.name.clone(),
-            i64::try_from(sidecars.len()).unwrap_or(i64::MAX),
-        );
-        listing.targets.extend(
-            sidecars
-                .into_iter()
-                .map(|d| self.target(mesh, d))
-                .filter(|t| !t.inbounds.is_empty()),
-        );
+        Ok(targets)
     }
 
     fn target(&self, mesh: &Mesh, dataplane: &DataplaneOverview) -> Target {
@@ -316,13 +339,9 @@ impl Poller {
             .filter_map(|inbound| {
                 let service = inbound.service()?;
                 self.selection.service(service).then(|| TargetInbound {
-                    key: InboundKey {
-                        mesh: mesh.name.clone(),
-                        dataplane: dataplane.name.clone(),
-                        port: inbound.port,
-                    },
+                    port: inbound.port,
                     service: service.to_string(),
-                    stats: naming::inbound_stats(dataplane, inbound, naming),
+                    scopes: naming::inbound_scopes(dataplane, inbound, naming),
                 })
             })
             .collect();
@@ -336,29 +355,23 @@ impl Poller {
     }
 
     /// Reads the stats of every target that can have an answer, at most
-    /// `--concurrency` at once (the client enforces it), parsing each body in its
-    /// own task as soon as it arrives. An offline sidecar cannot answer, and one
+    /// `--concurrency` at once, parsing each body in its own task as it arrives.
+    /// A task is started only when a slot is free, so what a read holds (its
+    /// query, its buffers) exists for a handful of targets at a time, not for
+    /// every target of a big mesh. An offline sidecar cannot answer, and one
     /// without mTLS has no counter that could change the verdict, so neither
     /// costs the control plane a request.
     async fn read_all(&mut self, targets: Vec<Target>) {
+        let total = targets
+            .iter()
+            .filter(|t| t.online && t.mtls_enabled)
+            .count();
+        let mut waiting = targets.into_iter();
         let mut reads = JoinSet::new();
-        for target in targets {
-            if !target.online {
-                self.unavailable(&target, Unavailable::Offline);
-                continue;
-            }
-            if !target.mtls_enabled {
-                self.unavailable(&target, Unavailable::MtlsDisabled);
-                continue;
-            }
-            let client = self.client.clone();
-            reads.spawn(async move {
-                let result = read_target(&client, &target).await;
-                (target, result, SystemTime::now())
-            });
+        for _ in 0..self.client.concurrency() {
+            self.start_read(&mut reads, &mut waiting);
         }
 
-        let total = reads.len();
         let mut done = 0;
         while let Some(joined) = reads.join_next().await {
             done += 1;
@@ -367,6 +380,30 @@ impl Poller {
                 Ok((target, result, at)) => self.take_in(&target, result, at),
                 Err(err) => warn!(error = %err, "a stats task failed"),
             }
+            self.start_read(&mut reads, &mut waiting);
+        }
+    }
+
+    /// Starts reading the next waiting target that can answer; those that cannot
+    /// are judged on the way.
+    fn start_read(
+        &mut self,
+        reads: &mut JoinSet<Read>,
+        waiting: &mut impl Iterator<Item = Target>,
+    ) {
+        for target in waiting.by_ref() {
+            if !target.online {
+                self.unavailable(&target, Unavailable::Offline);
+            } else if !target.mtls_enabled {
+                self.unavailable(&target, Unavailable::MtlsDisabled);
+            } else {
+                let client = self.client.clone();
+                reads.spawn(async move {
+                    let result = read_target(&client, &target).await;
+                    (target, result, SystemTime::now())
+                });
+                return;
+            }
         }
     }
 
@@ -374,7 +411,7 @@ impl Poller {
         let now = SystemTime::now();
         for inbound in &target.inbounds {
             self.engine
-                .unavailable(&inbound.key, &inbound.service, why.clone(), now);
+                .unavailable(&target.key(inbound), &inbound.service, why.clone(), now);
         }
     }
 
@@ -387,7 +424,7 @@ impl Poller {
                 for inbound in &target.inbounds {
                     let why = Unavailable::StatsFailed(err.message.clone());
                     self.engine
-                        .unavailable(&inbound.key, &inbound.service, why, at);
+                        .unavailable(&target.key(inbound), &inbound.service, why, at);
                 }
                 return;
             }
@@ -396,15 +433,15 @@ impl Poller {
         for (inbound, sample) in target.inbounds.iter().zip(samples) {
             let observed = self
                 .engine
-                .observe(&inbound.key, &inbound.service, sample, at);
+                .observe(&target.key(inbound), &inbound.service, sample, at);
             if observed.restarted {
-                info!(mesh = %target.mesh, dataplane = %target.name, port = inbound.key.port, "Envoy restarted; counters were reset");
+                info!(mesh = %target.mesh, dataplane = %target.name, port = inbound.port, "Envoy restarted; counters were reset");
             }
             if let Some((listener_rule, cluster_rule)) = observed.disagreement {
                 debug!(
                     mesh = %target.mesh,
                     dataplane = %target.name,
-                    port = inbound.key.port,
+                    port = inbound.port,
                     listener_rule,
                     cluster_rule = %cluster_rule,
                     "listener and cluster rules disagree on plaintext; trusting the listener rule"
@@ -436,6 +473,9 @@ impl Poller {
     }
 }
 
+/// A finished stats read: the target, its samples or why there are none, and when.
+type Read = (Target, Result<Vec<Sample>, ReadError>, SystemTime);
+
 /// A failed stats read, with the reason it is counted under.
 #[derive(Debug)]
 struct ReadError {
@@ -443,29 +483,35 @@ struct ReadError {
     message: String,
 }
 
+/// Reads one sidecar's stats as the body arrives, without keeping it.
 async fn read_target(client: &KumaClient, target: &Target) -> Result<Vec<Sample>, ReadError> {
-    let body = client
-        .stats(&target.mesh, &target.name)
+    let stats: Vec<InboundStats> = target.inbounds.iter().map(|i| i.scopes.stats()).collect();
+    let names = stats
+        .iter()
+        .flat_map(InboundStats::names)
+        .chain([naming::SERVER_UPTIME, SERVER_LIVE]);
+    let query = StatQuery::new(names);
+    let mut reader = StatReader::new(&query);
+
+    client
+        .stats_with(&target.mesh, &target.name, |piece| reader.feed(piece))
         .await
         .map_err(|err| ReadError {
             reason: err.reason(),
             message: err.to_string(),
         })?;
-    samples_from(&body, target)
+    samples_from(&reader.finish(), &query, target, &stats)
 }
 
-/// Parses one stats body into a sample per inbound of the target.
-fn samples_from(body: &[u8], target: &Target) -> Result<Vec<Sample>, ReadError> {
-    let names = target
-        .inbounds
-        .iter()
-        .flat_map(|i| i.stats.names())
-        .chain([naming::SERVER_UPTIME, SERVER_LIVE]);
-    let query = StatQuery::new(names);
-    let values = stats::read(body, &query);
-
-    let uptime = lookup(&values, &query, naming::SERVER_UPTIME);
-    if uptime.is_none() && lookup(&values, &query, SERVER_LIVE).is_none() {
+/// Turns the values read from one stats body into a sample per inbound.
+fn samples_from(
+    values: &StatValues,
+    query: &StatQuery,
+    target: &Target,
+    stats: &[InboundStats],
+) -> Result<Vec<Sample>, ReadError> {
+    let uptime = lookup(values, query, naming::SERVER_UPTIME);
+    if uptime.is_none() && lookup(values, query, SERVER_LIVE).is_none() {
         return Err(ReadError {
             reason: crate::kuma::error::ErrorReason::Parse,
             message: "the answer does not look like Envoy stats (no server.uptime or server.live)"
@@ -473,13 +519,12 @@ fn samples_from(body: &[u8], target: &Target) -> Result<Vec<Sample>, ReadError> 
         });
     }
 
-    let samples = target
-        .inbounds
+    let samples = stats
         .iter()
-        .map(|inbound| Sample {
-            counters: counters(&values, &query, &inbound.stats),
+        .map(|names| Sample {
+            counters: counters(values, query, names),
             uptime: uptime.map(Duration::from_secs),
-            tcp: inbound.stats.protocol == Protocol::Tcp,
+            tcp: names.protocol == Protocol::Tcp,
             mtls_enabled: target.mtls_enabled,
         })
         .collect();

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use strictly::envoy::stats::{StatQuery, read};
+use strictly::envoy::stats::{StatQuery, StatReader, read};
 
 /// Reads `names` out of `body` and returns each name with what was found for it.
 fn values<'a>(body: &[u8], names: &[&'a str]) -> Vec<(&'a str, Option<u64>)> {
@@ -340,10 +340,29 @@ fn plain_read(body: &[u8], name: &str) -> Option<u64> {
 /// Lines built from the pieces a `/stats` line is made of, with stray bytes between
 /// them, so that near-misses of the probed names are common.
 fn stats_like_body() -> impl Strategy<Value = Vec<u8>> {
-    let name = prop::collection::vec(
-        prop::sample::select(vec!["a", "ab", ":", " ", ": ", "\r", "\u{e9}"]),
-        0..3,
-    );
+    body_of(vec!["a", "ab", ":", " ", ": ", "\r", "\u{e9}"])
+}
+
+/// The same with the long pieces real names are made of, which a reader looks
+/// for by searching rather than line by line.
+fn sidecar_like_body() -> impl Strategy<Value = Vec<u8>> {
+    body_of(vec![
+        "listener.10.42.0.13_6379",
+        "listener.10.42.0.1",
+        "cluster.localhost_6379",
+        ".x",
+        "x",
+        ":",
+        " ",
+        ": ",
+        "\n",
+        "\u{e9}",
+    ])
+}
+
+/// Lines whose names are made of up to three `pieces`.
+fn body_of(pieces: Vec<&'static str>) -> impl Strategy<Value = Vec<u8>> {
+    let name = prop::collection::vec(prop::sample::select(pieces), 0..3);
     let separator = prop::sample::select(vec![": ", ":", ": : ", ":\t", ":  ", ": \t"]);
     let value = prop::sample::select(vec![
         "7",
@@ -377,6 +396,16 @@ fn stats_like_body() -> impl Strategy<Value = Vec<u8>> {
 }
 
 const PROBED: [&str; 8] = ["a", "ab", "a:", "a ", "a: a", "", "ab: 7", "a\r"];
+
+/// Names long enough for the reader to search for their beginnings.
+const PROBED_LONG: [&str; 6] = [
+    "listener.10.42.0.13_6379",
+    "listener.10.42.0.13_6379.x",
+    "listener.10.42.0.13_6379x",
+    "cluster.localhost_6379",
+    "cluster.localhost_6379.x",
+    "cluster.localhost_6379:",
+];
 
 /// A stat name as Envoy could print it: never holding `": "`.
 fn stat_name() -> impl Strategy<Value = String> {
@@ -422,13 +451,23 @@ proptest! {
 
     #[test]
     fn agrees_with_a_plain_first_colon_split(body in stats_like_body()) {
-        let query = StatQuery::new(PROBED);
-        let found = read(&body, &query);
-        for name in PROBED {
-            let slot = query.slot(name).expect("probed names are in the query");
-            prop_assert_eq!(found.get(slot), plain_read(&body, name), "name {:?}", name);
-        }
+        agrees_with_plain_read(&body, &PROBED)?;
     }
+
+    #[test]
+    fn searching_agrees_with_a_plain_first_colon_split(body in sidecar_like_body()) {
+        agrees_with_plain_read(&body, &PROBED_LONG)?;
+    }
+}
+
+fn agrees_with_plain_read(body: &[u8], names: &[&str]) -> Result<(), TestCaseError> {
+    let query = StatQuery::new(names);
+    let found = read(body, &query);
+    for &name in names {
+        let slot = query.slot(name).expect("probed names are in the query");
+        prop_assert_eq!(found.get(slot), plain_read(body, name), "name {:?}", name);
+    }
+    Ok(())
 }
 
 #[test]
@@ -437,5 +476,45 @@ fn plain_read_is_a_fair_reference() {
     let expected = BTreeMap::from([("a", Some(1)), ("b", None), ("c", Some(2)), ("d", None)]);
     for (name, value) in expected {
         assert_eq!(plain_read(body, name), value, "{name}");
+    }
+}
+
+proptest! {
+    /// A body read piece by piece, split anywhere, gives what the whole gives.
+    #[test]
+    fn reads_the_same_in_pieces(
+        body in prop_oneof![stats_like_body(), sidecar_like_body()],
+        long in any::<bool>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let query = if long { StatQuery::new(PROBED_LONG) } else { StatQuery::new(PROBED) };
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+        cuts.sort_unstable();
+
+        let mut reader = StatReader::new(&query);
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([body.len()]) {
+            reader.feed(&body[start..cut]);
+            start = cut;
+        }
+        prop_assert_eq!(reader.finish(), read(&body, &query));
+    }
+}
+
+#[test]
+fn reads_a_real_dump_in_pieces_of_every_size() {
+    let body = fixture("stats-permissive.txt");
+    let names = [
+        "listener.10.42.0.13_6379.downstream_cx_total",
+        "server.uptime",
+    ];
+    let query = StatQuery::new(names);
+    let whole = read(&body, &query);
+    for size in [1, 2, 7, 64, 4096] {
+        let mut reader = StatReader::new(&query);
+        for piece in body.chunks(size) {
+            reader.feed(piece);
+        }
+        assert_eq!(reader.finish(), whole, "pieces of {size}");
     }
 }

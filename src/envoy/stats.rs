@@ -10,13 +10,22 @@
 //! extracts only the names of a [`StatQuery`] and does as little as it can on every
 //! other line:
 //!
-//! - it reads each line from its end, since a line that can give an integer ends in
-//!   digits; histograms, text readouts and most junk are dropped after one byte;
+//! - a line whose first sixteen bytes begin none of the wanted names is dropped
+//!   after one comparison per distinct beginning (a handful per sidecar), which
+//!   is what nearly every line of a big dump gets;
+//! - it reads the other lines from their end, since a line that can give an
+//!   integer ends in digits; histograms, text readouts and junk go after one byte;
 //! - a name goes to the hash table only if its length is one of the wanted lengths;
 //! - it stops as soon as every wanted name has a value.
+//!
+//! A body can be read as it arrives, piece by piece, with a [`StatReader`]: no
+//! copy of the whole body is made, and each piece is read while it is still in
+//! the processor's cache.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+
+use memchr::memmem;
 
 /// The stat names a caller wants, resolved once and reused across polls.
 ///
@@ -30,6 +39,8 @@ pub struct StatQuery {
     wanted: HashMap<Box<[u8]>, usize, NameHash>,
     /// Lengths of the names in `wanted`, checked before any hashing.
     lengths: LengthSet,
+    /// How the names in `wanted` begin, checked first of all.
+    heads: HeadSet,
 }
 
 impl StatQuery {
@@ -59,6 +70,7 @@ impl StatQuery {
         if !name.contains(": ") && !name.contains('\n') {
             self.wanted.insert(name.as_bytes().into(), slot);
             self.lengths.insert(name.len());
+            self.heads.insert(name.as_bytes());
         }
     }
 
@@ -69,6 +81,9 @@ impl StatQuery {
 
     /// The slot and value digits of `line`, if it gives an integer to a wanted name.
     fn wanted_line<'a>(&self, line: &'a [u8]) -> Option<(usize, &'a [u8])> {
+        if !self.heads.may_begin(line) {
+            return None;
+        }
         let (name, digits) = split_integer_line(line)?;
         if !self.lengths.contains(name.len()) {
             return None;
@@ -119,44 +134,116 @@ impl StatValues {
 /// worse than a missing one.
 #[must_use]
 pub fn read(body: &[u8], query: &StatQuery) -> StatValues {
-    let mut values = vec![None; query.len()];
-    let mut missing = query.wanted.len();
-    if missing == 0 {
-        return StatValues { values };
+    let mut reader = StatReader::new(query);
+    reader.feed(body);
+    reader.finish()
+}
+
+/// Reads a `/stats` body that arrives in pieces, split anywhere; the values are
+/// those [`read`] finds in the whole body.
+#[derive(Debug)]
+pub struct StatReader<'q> {
+    query: &'q StatQuery,
+    values: Vec<Option<u64>>,
+    /// Wanted names still without a value; at 0 the rest of the body is skipped.
+    missing: usize,
+    /// The start of a line whose newline has not arrived yet.
+    partial: Vec<u8>,
+}
+
+impl<'q> StatReader<'q> {
+    pub fn new(query: &'q StatQuery) -> Self {
+        Self {
+            query,
+            values: vec![None; query.len()],
+            missing: query.wanted.len(),
+            partial: Vec::new(),
+        }
     }
 
-    for line in complete_lines(body) {
-        let Some((slot, digits)) = query.wanted_line(line) else {
-            continue;
+    /// Reads the next piece of the body.
+    pub fn feed(&mut self, piece: &[u8]) {
+        if self.missing == 0 {
+            return;
+        }
+        let mut rest = piece;
+        if !self.partial.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', piece) else {
+                self.partial.extend_from_slice(piece);
+                return;
+            };
+            let (head, tail) = piece.split_at(end);
+            self.partial.extend_from_slice(head);
+            let line = std::mem::take(&mut self.partial);
+            self.take_line(&line);
+            self.partial = line;
+            self.partial.clear();
+            rest = tail.get(1..).unwrap_or_default();
+        }
+
+        let Some(last) = memchr::memrchr(b'\n', rest) else {
+            self.partial.extend_from_slice(rest);
+            return;
         };
-        let Some(value) = values.get_mut(slot).filter(|v| v.is_none()) else {
-            continue;
+        let (lines, tail) = rest.split_at(last + 1);
+        self.take_lines(lines);
+        self.partial.extend_from_slice(tail);
+    }
+
+    /// Reads a run of whole lines, each ending in a newline.
+    ///
+    /// When searching, the lines are taken one beginning after the other, not in
+    /// the order of the body. Every line of a name begins with that name's own
+    /// beginning, so each name still sees its lines in order, and the first line
+    /// giving it an integer still wins.
+    fn take_lines(&mut self, lines: &[u8]) {
+        let query = self.query;
+        let Some(finders) = query.heads.finders() else {
+            let mut start = 0;
+            for end in memchr::memchr_iter(b'\n', lines) {
+                if self.missing == 0 {
+                    return;
+                }
+                self.take_line(lines.get(start..end).unwrap_or_default());
+                start = end + 1;
+            }
+            return;
+        };
+        for finder in finders {
+            for at in finder.find_iter(lines) {
+                if self.missing == 0 {
+                    return;
+                }
+                if at == 0 || lines.get(at - 1) == Some(&b'\n') {
+                    let line = lines.get(at..).unwrap_or_default();
+                    let end = memchr::memchr(b'\n', line).unwrap_or(line.len());
+                    self.take_line(line.get(..end).unwrap_or_default());
+                }
+            }
+        }
+    }
+
+    /// The values found. A last line that never got its newline is ignored.
+    pub fn finish(self) -> StatValues {
+        StatValues {
+            values: self.values,
+        }
+    }
+
+    fn take_line(&mut self, line: &[u8]) {
+        let Some((slot, digits)) = self.query.wanted_line(line) else {
+            return;
+        };
+        let Some(value) = self.values.get_mut(slot).filter(|v| v.is_none()) else {
+            return;
         };
 
         // An overflowing number leaves the slot open for a later, valid line.
         *value = parse_u64(digits);
         if value.is_some() {
-            missing -= 1;
-            if missing == 0 {
-                break;
-            }
+            self.missing -= 1;
         }
     }
-
-    StatValues { values }
-}
-
-/// The lines of `body` that end in a newline, without it.
-///
-/// Finding newlines is most of the work of a read, and `memchr` does it many bytes at
-/// a time where a plain `split` tests one byte after another.
-fn complete_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', body).map(move |end| {
-        let line = body.get(start..end).unwrap_or_default();
-        start = end + 1;
-        line
-    })
 }
 
 /// Splits a line into its name and the digits of its value, if the value is an
@@ -216,6 +303,88 @@ impl LengthSet {
             None => self.long,
         }
     }
+}
+
+/// How the wanted names begin: the first sixteen bytes of each (fewer for a
+/// shorter name). A sidecar's names share a few beginnings (`listener.10.42.0`,
+/// `cluster.localhos`, `server.uptime`), so the set stays small.
+///
+/// A line is tested by comparing its first bytes, as one masked 128-bit number,
+/// with each beginning. A run of lines can instead be searched for each
+/// beginning with `memmem`, which skips many bytes at a time; that is how most
+/// of a big dump, whose lines begin with none of them, goes by.
+#[derive(Debug, Clone, Default)]
+struct HeadSet {
+    heads: Vec<Head>,
+}
+
+/// One distinct beginning of wanted names.
+#[derive(Debug, Clone)]
+struct Head {
+    /// The first bytes as a little-endian number, masked to their count.
+    value: u128,
+    mask: u128,
+    finder: memmem::Finder<'static>,
+}
+
+/// How many leading bytes [`HeadSet`] compares.
+const HEAD_BYTES: usize = 16;
+
+/// Searching pays when the beginnings are long enough to be rare in a dump and
+/// few enough that a pass per beginning stays cheaper than a look at every line.
+/// Other queries (short test names, dozens of inbounds) read line by line.
+const SEARCHED_HEAD_BYTES: usize = 8;
+const SEARCHED_HEADS: usize = 8;
+
+impl HeadSet {
+    fn insert(&mut self, name: &[u8]) {
+        let bytes = name.get(..HEAD_BYTES).unwrap_or(name);
+        let mask = match bytes.len() {
+            HEAD_BYTES => u128::MAX,
+            n => (1u128 << (8 * n)) - 1,
+        };
+        let value = head_of(bytes) & mask;
+        if self
+            .heads
+            .iter()
+            .any(|h| (h.value, h.mask) == (value, mask))
+        {
+            return;
+        }
+        self.heads.push(Head {
+            value,
+            mask,
+            finder: memmem::Finder::new(bytes).into_owned(),
+        });
+    }
+
+    /// Whether `line` may begin with one of the names.
+    fn may_begin(&self, line: &[u8]) -> bool {
+        let head = head_of(line);
+        self.heads.iter().any(|h| head & h.mask == h.value)
+    }
+
+    /// The searchers of every beginning, when searching pays.
+    fn finders(&self) -> Option<impl Iterator<Item = &memmem::Finder<'static>>> {
+        let searchable = self.heads.len() <= SEARCHED_HEADS
+            && self
+                .heads
+                .iter()
+                .all(|h| h.finder.needle().len() >= SEARCHED_HEAD_BYTES);
+        searchable.then(|| self.heads.iter().map(|h| &h.finder))
+    }
+}
+
+/// The first sixteen bytes as a little-endian number, zero-padded when shorter.
+fn head_of(bytes: &[u8]) -> u128 {
+    if let Some(first) = bytes.first_chunk::<HEAD_BYTES>() {
+        return u128::from_le_bytes(*first);
+    }
+    let mut padded = [0u8; HEAD_BYTES];
+    for (to, from) in padded.iter_mut().zip(bytes) {
+        *to = *from;
+    }
+    u128::from_le_bytes(padded)
 }
 
 /// A fast, unkeyed hash for the wanted-name table.
@@ -319,6 +488,27 @@ mod tests {
         assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(parse_u64(b"18446744073709551616"), None);
         assert_eq!(parse_u64(b"0000000000000000000000042"), Some(42));
+    }
+
+    #[test]
+    fn head_set_compares_up_to_sixteen_bytes() {
+        let mut heads = HeadSet::default();
+        heads.insert(b"listener.10.42.0.13_6379.ssl.handshake");
+        heads.insert(b"listener.10.42.0.13_6379.downstream_cx_total");
+        heads.insert(b"server.live");
+        assert_eq!(heads.heads.len(), 2, "one entry per distinct beginning");
+        assert!(heads.finders().is_some());
+
+        assert!(heads.may_begin(b"listener.10.42.0.99_80.anything: 1"));
+        assert!(heads.may_begin(b"server.live: 1"));
+        assert!(heads.may_begin(b"server.live"));
+        assert!(!heads.may_begin(b"server.liv"));
+        assert!(!heads.may_begin(b"listener.10.42.1.13_6379.ssl.handshake: 1"));
+        assert!(!heads.may_begin(b""));
+
+        heads.insert(b"");
+        assert!(heads.may_begin(b""), "the empty name begins every line");
+        assert!(heads.finders().is_none(), "too short to search for");
     }
 
     #[test]

@@ -130,54 +130,81 @@ impl KumaClient {
         })
     }
 
+    /// How many requests this client keeps in flight at most.
+    pub fn concurrency(&self) -> usize {
+        self.inner.concurrency
+    }
+
     /// Every mesh (`GET /meshes`, all pages).
     pub async fn meshes(&self) -> Result<Vec<Mesh>, KumaError> {
-        self.list(&["meshes"], None).await
+        let mut all = Vec::new();
+        self.pages(&["meshes"], None, |page| all.extend(page))
+            .await?;
+        Ok(all)
     }
 
     /// Every dataplane of a mesh with its insight
     /// (`GET /meshes/{mesh}/dataplanes/_overview`, all pages).
     pub async fn dataplanes(&self, mesh: &str) -> Result<Vec<DataplaneOverview>, KumaError> {
-        self.list(&["meshes", mesh, "dataplanes", "_overview"], None)
-            .await
+        let mut all = Vec::new();
+        self.dataplane_pages(mesh, None, |page| all.extend(page))
+            .await?;
+        Ok(all)
     }
 
-    /// The dataplanes of a mesh that may serve `service`, narrowed by the control
-    /// plane with `tag=kuma.io/service:<service>`.
+    /// The dataplanes of a mesh handed to `take` one page at a time, so that a
+    /// caller who keeps only a little of each never holds a whole big mesh.
     ///
-    /// Kuma matches a tag value as a substring (`redis` also finds `redis-cache`),
-    /// so the answer is a superset and the caller must still compare exactly.
-    /// Kuma 2.x matches the tag against inbound and gateway tags; the unreleased
-    /// Kuma 3 matches labels instead, where `kuma.io/service` does not appear, so
-    /// there the list comes back empty.
-    pub async fn dataplanes_of_service(
+    /// With a `service`, the control plane narrows the list with
+    /// `tag=kuma.io/service:<service>`. Kuma matches a tag value as a substring
+    /// (`redis` also finds `redis-cache`), so the answer is a superset and the
+    /// caller must still compare exactly. Kuma 2.x matches the tag against
+    /// inbound and gateway tags; the unreleased Kuma 3 matches labels instead,
+    /// where `kuma.io/service` does not appear, so there the list comes back empty.
+    pub async fn dataplane_pages(
         &self,
         mesh: &str,
-        service: &str,
-    ) -> Result<Vec<DataplaneOverview>, KumaError> {
-        let tag = format!("{SERVICE_TAG}:{service}");
-        self.list(&["meshes", mesh, "dataplanes", "_overview"], Some(&tag))
-            .await
+        service: Option<&str>,
+        take: impl FnMut(Vec<DataplaneOverview>),
+    ) -> Result<(), KumaError> {
+        let tag = service.map(|service| format!("{SERVICE_TAG}:{service}"));
+        let segments = ["meshes", mesh, "dataplanes", "_overview"];
+        self.pages(&segments, tag.as_deref(), take).await
     }
 
     /// One sidecar's Envoy `/stats` text, as the control plane relays it
     /// (`GET /meshes/{mesh}/dataplanes/{name}/stats`).
     pub async fn stats(&self, mesh: &str, dataplane: &str) -> Result<Bytes, KumaError> {
+        let mut body = BytesMut::new();
+        self.stats_with(mesh, dataplane, |piece| body.extend_from_slice(piece))
+            .await?;
+        Ok(body.freeze())
+    }
+
+    /// The same text handed to `read` piece by piece as it arrives, so that no
+    /// copy of the whole body is kept. Returns the body's length.
+    pub async fn stats_with(
+        &self,
+        mesh: &str,
+        dataplane: &str,
+        read: impl FnMut(&[u8]),
+    ) -> Result<usize, KumaError> {
         let url = self.url(&["meshes", mesh, "dataplanes", dataplane, "stats"])?;
 
         // Kuma's API declares JSON output; a text-only Accept header may be refused.
-        self.get(url, "*/*").await
+        self.get_with(url, "*/*", read).await
     }
 
-    /// Reads every page of a list: the offset is taken out of each `next` link and
+    /// Reads every page of a list, handing each to `take` as it arrives. The
+    /// offset is taken out of each `next` link and
     /// the request re-issued against our own base URL, because Kuma builds `next`
     /// from the request's `Host` header, which is wrong behind a port-forward.
-    async fn list<T: DeserializeOwned>(
+    async fn pages<T: DeserializeOwned>(
         &self,
         segments: &[&str],
         tag: Option<&str>,
-    ) -> Result<Vec<T>, KumaError> {
-        let mut items = Vec::new();
+        mut take: impl FnMut(Vec<T>),
+    ) -> Result<(), KumaError> {
         let mut offset: Option<String> = None;
         let mut seen = HashSet::new();
 
@@ -188,9 +215,9 @@ impl KumaClient {
             let page: Page<T> = self.get_json(url).await?;
 
             let empty = page.items.is_empty();
-            items.extend(page.items);
+            take(page.items);
             let Some(next) = page.next else {
-                return Ok(items);
+                return Ok(());
             };
 
             let next_offset = self.next_offset(&path, &next)?;
@@ -220,13 +247,23 @@ impl KumaClient {
 
     async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, KumaError> {
         let path = path_of(&url);
-        let body = self.get(url, "application/json").await?;
+        let mut body = Vec::new();
+        self.get_with(url, "application/json", |piece| {
+            body.extend_from_slice(piece)
+        })
+        .await?;
         serde_json::from_slice(&body).map_err(|source| KumaError::Json { path, source })
     }
 
-    /// One GET within the in-flight limit: the permit is held until the whole
-    /// body is read, so the limit bounds the control plane's work, not just ours.
-    async fn get(&self, url: Url, accept: &'static str) -> Result<Bytes, KumaError> {
+    /// One GET within the in-flight limit, its body handed to `read` piece by
+    /// piece: the permit is held until the whole body is read, so the limit
+    /// bounds the control plane's work, not just ours.
+    async fn get_with(
+        &self,
+        url: Url,
+        accept: &'static str,
+        read: impl FnMut(&[u8]),
+    ) -> Result<usize, KumaError> {
         let path = path_of(&url);
         let mut request = self.inner.http.get(url).header(ACCEPT, accept);
         if let Some(token) = &self.inner.token {
@@ -248,12 +285,17 @@ impl KumaClient {
         if !response.status().is_success() {
             return Err(status_error(path, response).await);
         }
-        self.read_body(&path, response).await
+        self.read_body(&path, response, read).await
     }
 
     /// Reads a body chunk by chunk and stops as soon as it passes the cap, so an
-    /// oversized answer never sits in memory whole.
-    async fn read_body(&self, path: &str, mut response: Response) -> Result<Bytes, KumaError> {
+    /// oversized answer is never read whole.
+    async fn read_body(
+        &self,
+        path: &str,
+        mut response: Response,
+        mut read: impl FnMut(&[u8]),
+    ) -> Result<usize, KumaError> {
         let limit = self.inner.max_body_bytes;
         let too_large = || KumaError::BodyTooLarge {
             path: path.to_string(),
@@ -264,18 +306,19 @@ impl KumaClient {
             return Err(too_large());
         }
 
-        let mut body = BytesMut::with_capacity(announced as usize);
+        let mut length = 0;
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| self.request_error(path, e))?
         {
-            if body.len() + chunk.len() > limit {
+            length += chunk.len();
+            if length > limit {
                 return Err(too_large());
             }
-            body.extend_from_slice(&chunk);
+            read(&chunk);
         }
-        Ok(body.freeze())
+        Ok(length)
     }
 
     /// Sorts a transport error into timeout, connect or a broken connection.

@@ -264,6 +264,13 @@ impl Inbound {
     pub fn restart_envoy(&mut self) -> Result<()> {
         self.envoy.stop();
         self.envoy = Envoy::start(&self.config, self.dir.path())?;
+        let listener = listener_name(self.kind, self.listener_port);
+        let bound = self.envoy.listener_port(&listener)?;
+        ensure!(
+            bound == Some(self.listener_port),
+            "after the restart, {listener} bound to {bound:?}, not {}",
+            self.listener_port
+        );
         Ok(())
     }
 

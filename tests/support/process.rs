@@ -1,11 +1,13 @@
 //! Processes the tests start, and the ports, scratch directories and programs
 //! they need.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -148,12 +150,23 @@ impl Drop for ScratchDir {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago. Another process can take it
-/// before ours binds it; callers that start servers retry with a new port when
-/// a bind fails.
+/// A port on 127.0.0.1 that was free a moment ago and that no other test in
+/// this process was given before. Another process can take it before ours
+/// binds it; callers that start servers retry with a new port when a bind
+/// fails.
+///
+/// Never handing a port out twice matters for tests that restart a server on
+/// its old port: while it is down, the port is free, and a test running
+/// beside it must not pick it up and receive the other test's clients.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if GIVEN.lock().expect("port set").insert(port) {
+            return Ok(port);
+        }
+    }
 }
 
 /// Polls `probe` until it returns `Some`, failing after `timeout` with `what`.

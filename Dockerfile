@@ -47,6 +47,13 @@ LABEL org.opencontainers.image.title="strictly" \
 
 COPY --from=build /out/strictly /usr/local/bin/strictly
 
+# glibc raises its mmap threshold each time a big block is freed, after which
+# big short-lived buffers (a listing page, a /metrics body) come from the heap
+# and leave it fragmented. A fixed threshold hands them back to the system when
+# freed: at 10,000 sidecars the peak resident memory drops from about 61 to 52 MB
+# (BENCHMARKS.md).
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
+
 # The numeric id of distroless' "nonroot" user, so that Kubernetes'
 # runAsNonRoot can verify it without reading /etc/passwd.
 USER 65532:65532

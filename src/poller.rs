@@ -12,8 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -354,57 +356,55 @@ impl Poller {
         }
     }
 
-    /// Reads the stats of every target that can have an answer, at most
-    /// `--concurrency` at once, parsing each body in its own task as it arrives.
-    /// A task is started only when a slot is free, so what a read holds (its
-    /// query, its buffers) exists for a handful of targets at a time, not for
-    /// every target of a big mesh. An offline sidecar cannot answer, and one
-    /// without mTLS has no counter that could change the verdict, so neither
-    /// costs the control plane a request.
+    /// Reads the stats of every target that can have an answer. `--concurrency`
+    /// workers take targets from one queue, each parsing a body as it arrives,
+    /// so what a read holds (its query, its buffers) exists for a handful of
+    /// targets at a time, not for every sidecar of a big mesh, and a worker goes
+    /// on to the next target without waiting for this task. An offline sidecar
+    /// cannot answer, and one without mTLS has no counter that could change the
+    /// verdict, so neither costs the control plane a request.
     async fn read_all(&mut self, targets: Vec<Target>) {
-        let total = targets
-            .iter()
-            .filter(|t| t.online && t.mtls_enabled)
-            .count();
-        let mut waiting = targets.into_iter();
-        let mut reads = JoinSet::new();
-        for _ in 0..self.client.concurrency() {
-            self.start_read(&mut reads, &mut waiting);
-        }
-
-        let mut done = 0;
-        while let Some(joined) = reads.join_next().await {
-            done += 1;
-            self.report_progress(Progress::Reading { done, total });
-            match joined {
-                Ok((target, result, at)) => self.take_in(&target, result, at),
-                Err(err) => warn!(error = %err, "a stats task failed"),
-            }
-            self.start_read(&mut reads, &mut waiting);
-        }
-    }
-
-    /// Starts reading the next waiting target that can answer; those that cannot
-    /// are judged on the way.
-    fn start_read(
-        &mut self,
-        reads: &mut JoinSet<Read>,
-        waiting: &mut impl Iterator<Item = Target>,
-    ) {
-        for target in waiting.by_ref() {
+        let mut readable = Vec::with_capacity(targets.len());
+        for target in targets {
             if !target.online {
                 self.unavailable(&target, Unavailable::Offline);
             } else if !target.mtls_enabled {
                 self.unavailable(&target, Unavailable::MtlsDisabled);
             } else {
-                let client = self.client.clone();
-                reads.spawn(async move {
-                    let result = read_target(&client, &target).await;
-                    (target, result, SystemTime::now())
-                });
-                return;
+                readable.push(target);
             }
         }
+
+        let total = readable.len();
+        let (mut reads, mut workers) = self.spawn_readers(readable);
+        let mut done = 0;
+        while let Some((target, result, at)) = reads.recv().await {
+            done += 1;
+            self.report_progress(Progress::Reading { done, total });
+            self.take_in(&target, result, at);
+        }
+        while let Some(joined) = workers.join_next().await {
+            if let Err(err) = joined {
+                warn!(error = %err, "a stats worker failed");
+            }
+        }
+    }
+
+    /// Starts `--concurrency` workers (fewer for a short queue) that take
+    /// targets from one queue and send back what they read.
+    fn spawn_readers(&self, readable: Vec<Target>) -> (mpsc::Receiver<Read>, JoinSet<()>) {
+        let count = self.client.concurrency().min(readable.len());
+        let queue = Arc::new(Mutex::new(readable.into_iter()));
+        let (finished, reads) = mpsc::channel(count.max(1));
+        let mut workers = JoinSet::new();
+        for _ in 0..count {
+            workers.spawn(read_worker(
+                self.client.clone(),
+                queue.clone(),
+                finished.clone(),
+            ));
+        }
+        (reads, workers)
     }
 
     fn unavailable(&mut self, target: &Target, why: Unavailable) {
@@ -482,6 +482,27 @@ struct ReadError {
     reason: crate::kuma::error::ErrorReason,
     message: String,
 }
+
+/// Reads targets from `queue` until it is empty, sending each result to `done`.
+async fn read_worker(client: KumaClient, queue: Arc<Mutex<Queue>>, done: mpsc::Sender<Read>) {
+    loop {
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+        let Some(target) = next else {
+            return;
+        };
+        let result = read_target(&client, &target).await;
+        if done
+            .send((target, result, SystemTime::now()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The targets still to read.
+type Queue = std::vec::IntoIter<Target>;
 
 /// Reads one sidecar's stats as the body arrives, without keeping it.
 async fn read_target(client: &KumaClient, target: &Target) -> Result<Vec<Sample>, ReadError> {

@@ -1,13 +1,14 @@
 //! One poll cycle against the simulated control plane, and what it costs the
 //! control plane: which requests go out, for which selection and which shard.
 
+#[path = "../benches/support/mod.rs"]
+mod support;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use strictly::engine::{Engine, Settings};
-use strictly::exporter::{Published, metrics};
-use strictly::kuma::client::{ClientConfig, KumaClient, MAX_BODY_BYTES};
+use strictly::exporter::Published;
 use strictly::poller::{Poller, Selection};
 use strictly::shard::{Shard, shard_of};
 use strictly::sim::{
@@ -17,26 +18,8 @@ use strictly::sim::{
 
 /// A poller against `url` for `selection` and `shard`, and where it publishes.
 fn poller(url: &str, selection: Selection, shard: Shard) -> (Poller, Published) {
-    let client = KumaClient::new(ClientConfig {
-        base_url: url.to_string(),
-        token_file: None,
-        ca_file: None,
-        request_timeout: Duration::from_secs(5),
-        concurrency: 8,
-        max_body_bytes: MAX_BODY_BYTES,
-    })
-    .expect("test config is valid");
-    let engine = Engine::new(Settings {
-        window: Duration::from_secs(3600),
-        min_mtls_connections: 1,
-        stale_after: Duration::from_secs(60),
-        forget_after: Duration::from_secs(60),
-    });
-    let published = Published::default();
-    let (_, self_metrics) = metrics::registry(published.clone(), false);
-    let poller =
-        Poller::new(client, engine, selection, self_metrics, published.clone()).with_shard(shard);
-    (poller, published)
+    let config = support::client_config(url, 8, Duration::from_secs(5));
+    support::poller(config, selection, shard).expect("test config is valid")
 }
 
 /// Runs one cycle and returns the control plane's load and the dataplanes reported,

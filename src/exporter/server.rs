@@ -87,7 +87,11 @@ fn metrics(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
 
-    let mut body = String::with_capacity(16 * 1024);
+    // Sized up front, so that the body is never copied to a bigger buffer as it
+    // grows: with tens of thousands of series, every copy is megabytes.
+    let snapshot = app.published.latest();
+    let mut body = String::with_capacity(super::metrics::size_hint(snapshot.as_deref()));
+    drop(snapshot);
     let (encoded, content_type) = if wants_openmetrics {
         (text::encode(&mut body, &app.registry), OPENMETRICS)
     } else {

@@ -31,7 +31,7 @@ pub async fn run(args: &CheckArgs) -> u8 {
     let client = match KumaClient::new(client_config(&args.connection)) {
         Ok(client) => client,
         Err(err) => {
-            eprintln!("error: {err}");
+            say_error(&err);
             return EXIT_UNREADABLE;
         }
     };
@@ -114,13 +114,22 @@ fn progress_line(text: &str) {
     }
 }
 
+const CONTROL_PLANE_UNREADABLE: &str =
+    "the control plane could not be read; see the log lines above";
+
+/// An error for the person at the terminal; lost, not a panic, when stderr is
+/// closed.
+fn say_error(err: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "error: {err}");
+}
+
 fn clear_progress() {
     progress_line("");
 }
 
 fn print(snapshot: &Snapshot, output: Output) {
     if !snapshot.up && snapshot.reports.is_empty() {
-        eprintln!("error: the control plane could not be read; see the log lines above");
+        say_error(&CONTROL_PLANE_UNREADABLE);
         return;
     }
     let text = match output {
@@ -131,7 +140,7 @@ fn print(snapshot: &Snapshot, output: Output) {
     // A reader that went away (`strictly check | head`) is no reason to panic.
     let _ = writeln!(std::io::stdout(), "{text}");
     if !snapshot.up {
-        eprintln!("error: the control plane could not be read; see the log lines above");
+        say_error(&CONTROL_PLANE_UNREADABLE);
     }
 }
 

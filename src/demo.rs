@@ -12,6 +12,7 @@
 //! Within about a minute the migration redis goes from plaintext to ready.
 
 use std::future::Future;
+use std::io::Write;
 use std::time::Duration;
 
 use clap::Parser;
@@ -206,8 +207,11 @@ pub async fn run(args: &DemoArgs, shutdown: impl Future<Output = ()>) -> Result<
     Ok(())
 }
 
+/// Prints where to look. A closed stdout (`strictly demo | head -1`) loses
+/// the banner, not the demo.
 fn banner(base: &str, kuma_url: &str, run: &RunArgs) {
-    println!(
+    let _ = writeln!(
+        std::io::stdout(),
         "strictly demo: Kuma's strict-mTLS migration, played by a simulated control plane\n\
          \n  status page   http://{base}/\n  metrics       http://{base}/metrics\n  \
          inbounds API  http://{base}/api/v1/inbounds\n  control plane {kuma_url} (simulated)\n\

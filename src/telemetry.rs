@@ -1,4 +1,9 @@
 //! Log setup: text or JSON lines on stderr, filtered by `RUST_LOG` (default `info`).
+//!
+//! A log line that cannot be written (stderr closed, its reader gone) is dropped.
+//! The subscriber would otherwise report the failure on that same stderr, and
+//! the standard library panics when that report cannot be written either: a
+//! daemon must not stop because nobody reads its logs.
 
 use std::io::IsTerminal;
 
@@ -12,6 +17,7 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -26,6 +32,7 @@ pub fn init_quiet() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -174,3 +174,34 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
         .map(|dir| std::path::Path::new(dir).join(name))
         .find(|path| path.is_file())
 }
+
+/// `strictly demo | head -1`, or a log collector that goes away: the demo and
+/// its daemon keep running when nobody reads their output, and still stop
+/// cleanly.
+#[test]
+fn keeps_running_when_nobody_reads_its_output() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--speed", "20"])
+        // Debug lines are written every poll, so writes follow the close.
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let mut guard = Guard(child);
+
+    std::thread::sleep(Duration::from_secs(3));
+    let early = guard.0.try_wait().expect("try_wait");
+    assert_eq!(
+        early, None,
+        "strictly stopped with nobody reading its output"
+    );
+
+    let pid = guard.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.expect("kill runs").success());
+    let status = guard.0.wait().expect("exit status");
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+}

@@ -56,9 +56,11 @@ fn main() -> Result<(), Error> {
         reports,
         up: true,
     });
+    // Sized as `/metrics` sizes its buffer.
+    let capacity = metrics::size_hint(published.latest().as_deref());
     for per_dataplane in [false, true] {
         let (registry, _) = metrics::registry(published.clone(), per_dataplane);
-        let (size, time) = render(&registry)?;
+        let (size, time) = render(&registry, capacity)?;
         println!(
             "  /metrics {}: {:.2} MB, {} series lines, rendered in {:.1} ms (median of {RENDERS})",
             if per_dataplane {
@@ -119,12 +121,16 @@ fn sample(poll: u64) -> Sample {
     }
 }
 
-/// Bytes and series lines of one encoding, and the median time of one.
-fn render(registry: &Registry) -> Result<((usize, usize), Duration), std::fmt::Error> {
+/// Bytes and series lines of one encoding, and the median time of one, into a
+/// buffer of `capacity` bytes as `/metrics` sizes it.
+fn render(
+    registry: &Registry,
+    capacity: usize,
+) -> Result<((usize, usize), Duration), std::fmt::Error> {
     let mut times = Vec::new();
     let mut body = String::new();
     for _ in 0..RENDERS {
-        body = String::with_capacity(16 * 1024);
+        body = String::with_capacity(capacity);
         let start = Instant::now();
         prometheus_text::encode(&mut body, black_box(registry))?;
         times.push(start.elapsed());

@@ -249,11 +249,29 @@ impl Poller {
             elapsed_ms = elapsed.as_millis() as u64,
             "poll cycle done"
         );
+        self.warn_if_slow(elapsed, read);
         self.published.publish(Snapshot {
             at: now,
             reports,
             up: listing.up,
         });
+    }
+
+    /// A sidecar read early in a cycle is as old as the cycle when the cycle
+    /// ends. Once cycles take half of `--stale-after`, a slower control plane
+    /// turns verdicts `unknown` for no fault of the sidecars; say so while there
+    /// is still room.
+    fn warn_if_slow(&self, elapsed: Duration, dataplanes: usize) {
+        let stale_after = self.engine.settings().stale_after;
+        if elapsed > stale_after / 2 {
+            warn!(
+                elapsed = %humantime::format_duration(round_to_ms(elapsed)),
+                stale_after = %humantime::format_duration(stale_after),
+                dataplanes,
+                "the poll cycle took over half of --stale-after; raise --concurrency, split the \
+                 dataplanes with --shard or lengthen --stale-after before verdicts go unknown"
+            );
+        }
     }
 
     async fn list(&self) -> Listing {
@@ -580,4 +598,9 @@ fn jittered(interval: Duration) -> Duration {
     let spread = interval.as_secs_f64() * 0.05;
     let offset = (random as f64 / u64::MAX as f64 * 2.0 - 1.0) * spread;
     Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.0))
+}
+
+/// A duration to whole milliseconds, for log lines people read.
+fn round_to_ms(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use strictly::sim::{InboundTraffic, SimControlPlane, SimDataplane, SimInbound, SimMesh, World};
@@ -37,6 +38,13 @@ fn world() -> World {
 /// Starts the binary configured only through the environment; returns it with the
 /// address it logged.
 fn start(kuma_url: &str) -> (Guard, String) {
+    let (guard, listen, _) = start_with(kuma_url, &[]);
+    (guard, listen)
+}
+
+/// Starts the binary with these variables besides the usual ones; returns it,
+/// the address it logged, and its later log lines as they come.
+fn start_with(kuma_url: &str, env: &[(&str, &str)]) -> (Guard, String, mpsc::Receiver<String>) {
     let child = Command::new(BIN)
         .arg("run")
         .env("STRICTLY_KUMA_URL", kuma_url)
@@ -44,6 +52,7 @@ fn start(kuma_url: &str) -> (Guard, String) {
         .env("STRICTLY_POLL_INTERVAL", "200ms")
         .env("STRICTLY_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
@@ -59,8 +68,13 @@ fn start(kuma_url: &str) -> (Guard, String) {
         })
         .expect("a JSON start-up line with the listen address");
     // Keep reading, as a log collector would: a closed stderr is not what is tested.
-    std::thread::spawn(move || lines.for_each(drop));
-    (guard, listen)
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines {
+            let _ = sender.send(line);
+        }
+    });
+    (guard, listen, receiver)
 }
 
 async fn get(url: &str) -> Option<String> {
@@ -204,4 +218,43 @@ fn keeps_running_when_nobody_reads_its_output() {
     assert!(killed.expect("kill runs").success());
     let status = guard.0.wait().expect("exit status");
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+}
+
+/// A cycle that takes over half of `--stale-after` is a verdict about to go
+/// `unknown` for no fault of the sidecars: the daemon says so, and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warns_when_a_poll_cycle_nears_stale_after() {
+    let mut slow = world();
+    for dataplane in slow.dataplanes_mut() {
+        dataplane.stats_delay = Duration::from_millis(700);
+    }
+    let cp = SimControlPlane::start(slow).await.expect("sim binds");
+    let url = cp.url();
+    let (guard, _, logs) =
+        tokio::task::spawn_blocking(move || start_with(&url, &[("STRICTLY_STALE_AFTER", "1s")]))
+            .await
+            .expect("start");
+
+    let warning = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let line = logs.recv_timeout(left).ok()?;
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let message = json["message"].as_str().unwrap_or_default();
+            if message.contains("over half of --stale-after") {
+                return Some(json);
+            }
+        }
+        None
+    })
+    .await
+    .expect("log reader")
+    .expect("a warning within 15 s");
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["stale_after"], "1s");
+    assert_eq!(warning["dataplanes"], 1);
+    drop(guard);
+    cp.shutdown().await;
 }

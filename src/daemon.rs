@@ -58,10 +58,7 @@ impl Daemon {
         let published = Published::default();
         let (registry, self_metrics) = metrics::registry(published.clone(), args.per_dataplane);
         let engine = Engine::new(settings(args));
-        let selection = Selection {
-            meshes: args.connection.meshes.clone(),
-            services: args.connection.services.clone(),
-        };
+        let selection = selection(&args.connection);
         let poller = Poller::new(client, engine, selection, self_metrics, published.clone())
             .with_shard(args.shard);
         Ok(Self {
@@ -110,6 +107,14 @@ pub fn client_config(c: &ConnectionArgs) -> ClientConfig {
         request_timeout: c.request_timeout,
         concurrency: c.concurrency,
         max_body_bytes: MAX_BODY_BYTES,
+    }
+}
+
+/// The meshes and services the connection flags select, shared by every command.
+pub fn selection(c: &ConnectionArgs) -> Selection {
+    Selection {
+        meshes: c.meshes.clone(),
+        services: c.services.clone(),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::engine::{Counters, Engine, InboundKey, Sample, Unavailable};
+use crate::engine::{Counters, Engine, InboundKey, Sample, Unavailable, human};
 use crate::envoy::stats::{StatQuery, StatReader, StatValues};
 use crate::exporter::metrics::SelfMetrics;
 use crate::exporter::{Published, Snapshot};
@@ -265,8 +265,8 @@ impl Poller {
         let stale_after = self.engine.settings().stale_after;
         if elapsed > stale_after / 2 {
             warn!(
-                elapsed = %humantime::format_duration(round_to_ms(elapsed)),
-                stale_after = %humantime::format_duration(stale_after),
+                elapsed = %human(elapsed),
+                stale_after = %human(stale_after),
                 dataplanes,
                 "the poll cycle took over half of --stale-after; raise --concurrency, split the \
                  dataplanes with --shard or lengthen --stale-after before verdicts go unknown"
@@ -385,9 +385,9 @@ impl Poller {
         let mut readable = Vec::with_capacity(targets.len());
         for target in targets {
             if !target.online {
-                self.unavailable(&target, Unavailable::Offline);
+                self.unavailable(&target, Unavailable::Offline, SystemTime::now());
             } else if !target.mtls_enabled {
-                self.unavailable(&target, Unavailable::MtlsDisabled);
+                self.unavailable(&target, Unavailable::MtlsDisabled, SystemTime::now());
             } else {
                 readable.push(target);
             }
@@ -425,11 +425,11 @@ impl Poller {
         (reads, workers)
     }
 
-    fn unavailable(&mut self, target: &Target, why: Unavailable) {
-        let now = SystemTime::now();
+    /// Marks every inbound of `target` as without data at `at`, for `why`.
+    fn unavailable(&mut self, target: &Target, why: Unavailable, at: SystemTime) {
         for inbound in &target.inbounds {
             self.engine
-                .unavailable(&target.key(inbound), &inbound.service, why.clone(), now);
+                .unavailable(&target.key(inbound), &inbound.service, why.clone(), at);
         }
     }
 
@@ -439,11 +439,7 @@ impl Poller {
             Err(err) => {
                 warn!(mesh = %target.mesh, dataplane = %target.name, error = %err.message, "reading stats failed");
                 self.metrics.poll_error(err.reason);
-                for inbound in &target.inbounds {
-                    let why = Unavailable::StatsFailed(err.message.clone());
-                    self.engine
-                        .unavailable(&target.key(inbound), &inbound.service, why, at);
-                }
+                self.unavailable(target, Unavailable::StatsFailed(err.message), at);
                 return;
             }
         };
@@ -598,9 +594,4 @@ fn jittered(interval: Duration) -> Duration {
     let spread = interval.as_secs_f64() * 0.05;
     let offset = (random as f64 / u64::MAX as f64 * 2.0 - 1.0) * spread;
     Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.0))
-}
-
-/// A duration to whole milliseconds, for log lines people read.
-fn round_to_ms(duration: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }

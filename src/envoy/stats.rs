@@ -84,6 +84,11 @@ impl StatQuery {
         if !self.heads.may_begin(line) {
             return None;
         }
+        self.named_line(line)
+    }
+
+    /// The same for a line already known to begin like a wanted name.
+    fn named_line<'a>(&self, line: &'a [u8]) -> Option<(usize, &'a [u8])> {
         let (name, digits) = split_integer_line(line)?;
         if !self.lengths.contains(name.len()) {
             return None;
@@ -217,7 +222,7 @@ impl<'q> StatReader<'q> {
                 if at == 0 || lines.get(at - 1) == Some(&b'\n') {
                     let line = lines.get(at..).unwrap_or_default();
                     let end = memchr::memchr(b'\n', line).unwrap_or(line.len());
-                    self.take_line(line.get(..end).unwrap_or_default());
+                    self.take_begun_line(line.get(..end).unwrap_or_default());
                 }
             }
         }
@@ -231,9 +236,20 @@ impl<'q> StatReader<'q> {
     }
 
     fn take_line(&mut self, line: &[u8]) {
-        let Some((slot, digits)) = self.query.wanted_line(line) else {
-            return;
-        };
+        if let Some((slot, digits)) = self.query.wanted_line(line) {
+            self.store(slot, digits);
+        }
+    }
+
+    /// Takes a line the search found by its beginning, which needs no second look.
+    fn take_begun_line(&mut self, line: &[u8]) {
+        if let Some((slot, digits)) = self.query.named_line(line) {
+            self.store(slot, digits);
+        }
+    }
+
+    /// Keeps the first valid value of a slot.
+    fn store(&mut self, slot: usize, digits: &[u8]) {
         let Some(value) = self.values.get_mut(slot).filter(|v| v.is_none()) else {
             return;
         };
